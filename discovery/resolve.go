@@ -1,0 +1,138 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"relabel.dev/relabel/rules"
+)
+
+// ErrUnknownResource and ErrNotWorkload mark --gvr values that cannot be used.
+var (
+	ErrUnknownResource = errors.New("unknown resource")
+	ErrNotWorkload     = errors.New("not a workload with an immutable selector")
+)
+
+// Resolve turns what a user typed for --gvr into a discovered workload kind.
+// It accepts group/version/resource, version/resource for the core group,
+// and the names kubectl accepts: plural, singular, short name or kind,
+// each optionally qualified by its group (deployments.apps, deploy.apps).
+func (r *Result) Resolve(arg string) (rules.Kind, error) {
+	gvr, err := r.resolveResource(arg)
+	if err != nil {
+		return rules.Kind{}, err
+	}
+	for _, k := range r.Workloads {
+		if k.Group == gvr.Group && k.Resource == gvr.Resource {
+			return k, nil
+		}
+	}
+	for _, s := range r.Skipped {
+		if s.GVR == rules.FormatGVR(gvr) {
+			return rules.Kind{}, fmt.Errorf("--gvr %s: %w: %s", arg, ErrNotWorkload, s.Reason)
+		}
+	}
+	return rules.Kind{}, fmt.Errorf("--gvr %s: %s is %w (no label selector and pod template); see 'relabel kinds'", arg, rules.FormatGVR(gvr), ErrNotWorkload)
+}
+
+func (r *Result) resolveResource(arg string) (schema.GroupVersionResource, error) {
+	arg = strings.TrimSpace(arg)
+	if parts := strings.Split(arg, "/"); len(parts) >= 2 {
+		gvr := schema.GroupVersionResource{Version: parts[len(parts)-2], Resource: strings.ToLower(parts[len(parts)-1])}
+		if len(parts) == 3 {
+			gvr.Group = parts[0]
+		} else if len(parts) > 3 {
+			return schema.GroupVersionResource{}, fmt.Errorf("--gvr %q: %w: want group/version/resource", arg, ErrUnknownResource)
+		}
+		for _, res := range r.resources {
+			if res.gvr.Group == gvr.Group && res.gvr.Resource == gvr.Resource {
+				if res.gvr.Version != gvr.Version {
+					return schema.GroupVersionResource{}, fmt.Errorf("--gvr %s: %w: the server serves %s", arg, ErrUnknownResource, rules.FormatGVR(res.gvr))
+				}
+				return gvr, nil
+			}
+		}
+		return schema.GroupVersionResource{}, r.unknown(arg)
+	}
+
+	name, group, qualified := strings.Cut(strings.ToLower(arg), ".")
+	var matches []schema.GroupVersionResource
+	for _, res := range r.resources {
+		if qualified && res.gvr.Group != group {
+			continue
+		}
+		if res.names()[name] {
+			matches = append(matches, res.gvr)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return schema.GroupVersionResource{}, r.unknown(arg)
+	case 1:
+		return matches[0], nil
+	}
+	// kubectl prefers the built-in groups for ambiguous short names; so do we.
+	for _, m := range matches {
+		if m.Group == "" || m.Group == "apps" {
+			return m, nil
+		}
+	}
+	var names []string
+	for _, m := range matches {
+		names = append(names, rules.FormatGVR(m))
+	}
+	return schema.GroupVersionResource{}, fmt.Errorf("--gvr %s is ambiguous: it names %s; give group/version/resource", arg, strings.Join(names, ", "))
+}
+
+func (res resource) names() map[string]bool {
+	n := map[string]bool{res.gvr.Resource: true, strings.ToLower(res.kind): true}
+	if res.singular != "" {
+		n[res.singular] = true
+	}
+	for _, s := range res.shortNames {
+		n[s] = true
+	}
+	return n
+}
+
+func (r *Result) unknown(arg string) error {
+	best, bestDistance := "", 1<<30
+	for _, res := range r.resources {
+		for n := range res.names() {
+			if d := distance(strings.ToLower(arg), n); d < bestDistance {
+				best, bestDistance = rules.FormatGVR(res.gvr), d
+			}
+		}
+		if d := distance(arg, rules.FormatGVR(res.gvr)); d < bestDistance {
+			best, bestDistance = rules.FormatGVR(res.gvr), d
+		}
+	}
+	if best == "" {
+		return fmt.Errorf("--gvr %s: %w", arg, ErrUnknownResource)
+	}
+	return fmt.Errorf("--gvr %s: %w; did you mean %s?", arg, ErrUnknownResource, best)
+}
+
+// distance is the Levenshtein edit distance.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

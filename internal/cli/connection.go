@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+// Connection is how to reach the cluster, as kubectl users give it.
+type Connection struct {
+	Kubeconfig     string
+	Context        string
+	Namespace      string
+	AllNamespaces  bool
+	RequestTimeout time.Duration
+	QPS            float32
+	Burst          int
+}
+
+// Default client rate limits. client-go's own defaults (5 QPS, burst 10) make
+// a migration of hundreds of objects wait on the client; the API server's
+// Priority and Fairness still protects it from a client that asks for more.
+const (
+	defaultQPS   = 50
+	defaultBurst = 100
+)
+
+func connectionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "kubeconfig", Usage: "path to the kubeconfig file (default: $KUBECONFIG, merged when it lists several, else ~/.kube/config, else in-cluster)"},
+		&cli.StringFlag{Name: "context", Usage: "the kubeconfig context to use"},
+		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "work in this namespace (default: the context's namespace)"},
+		&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "work in every namespace"},
+		&cli.DurationFlag{Name: "request-timeout", Usage: "timeout of a single API request (0: none)"},
+		&cli.Float64Flag{Name: "qps", Value: defaultQPS, Usage: "client requests per second to the API server"},
+		&cli.IntFlag{Name: "burst", Value: defaultBurst, Usage: "client request burst to the API server"},
+		&cli.IntFlag{Name: "v", Usage: "log verbosity (klog): 2 phases, 4 per kind, 5 per object"},
+	}
+}
+
+func connectionFrom(c *cli.Context) (Connection, error) {
+	conn := Connection{
+		Kubeconfig:     c.String("kubeconfig"),
+		Context:        c.String("context"),
+		Namespace:      c.String("namespace"),
+		AllNamespaces:  c.Bool("all-namespaces"),
+		RequestTimeout: c.Duration("request-timeout"),
+		QPS:            float32(c.Float64("qps")),
+		Burst:          c.Int("burst"),
+	}
+	if conn.AllNamespaces && conn.Namespace != "" {
+		return conn, usageErrorf("--namespace and --all-namespaces exclude each other")
+	}
+	if conn.QPS <= 0 || conn.Burst <= 0 {
+		return conn, usageErrorf("--qps and --burst must be positive")
+	}
+	if err := setVerbosity(c.Int("v")); err != nil {
+		return conn, err
+	}
+	return conn, nil
+}
+
+func setVerbosity(v int) error {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	if err := fs.Set("v", strconv.Itoa(v)); err != nil {
+		return usageErrorf("-v %d: %v", v, err)
+	}
+	return nil
+}
+
+// Clients are built once from one rest.Config.
+type Clients struct {
+	Config    *rest.Config
+	Dynamic   dynamic.Interface
+	Discovery discovery.DiscoveryInterface
+	Kube      kubernetes.Interface
+	// Namespace is the namespace to work in; empty means all.
+	Namespace string
+	// Host names the cluster in messages.
+	Host string
+}
+
+func (conn Connection) clientConfig() clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = conn.Kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: conn.Context}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+}
+
+// Connect builds the clients. It sends no request.
+func (conn Connection) Connect() (*Clients, error) {
+	cc := conn.clientConfig()
+	config, err := cc.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	config = rest.CopyConfig(config)
+	config.QPS, config.Burst = conn.QPS, conn.Burst
+	config.Timeout = conn.RequestTimeout
+	config.UserAgent = "relabel"
+	namespace := ""
+	if !conn.AllNamespaces {
+		namespace = conn.Namespace
+		if namespace == "" {
+			if namespace, _, err = cc.Namespace(); err != nil {
+				return nil, fmt.Errorf("reading the context's namespace: %w", err)
+			}
+		}
+	}
+	clients := &Clients{Config: config, Namespace: namespace, Host: config.Host}
+	if clients.Dynamic, err = dynamic.NewForConfig(config); err != nil {
+		return nil, fmt.Errorf("building the dynamic client for %s: %w", config.Host, err)
+	}
+	if clients.Discovery, err = discovery.NewDiscoveryClientForConfig(config); err != nil {
+		return nil, fmt.Errorf("building the discovery client for %s: %w", config.Host, err)
+	}
+	if clients.Kube, err = kubernetes.NewForConfig(config); err != nil {
+		return nil, fmt.Errorf("building the client for %s: %w", config.Host, err)
+	}
+	return clients, nil
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The local Kubernetes cluster for relabel's demo, tests and benchmarks:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
+# built from the pinned Kubernetes Go module, with kwok simulating nodes and pods.
+#
+#   cluster.sh bin                  build (once per version) and print the binaries' directory
+#   cluster.sh up [NAME]            start cluster NAME (default "relabel") and print its kubeconfig
+#   cluster.sh down [NAME]          delete it
+#   cluster.sh kubeconfig [NAME]    print the kubeconfig path
+#   cluster.sh audit-log [NAME]     print the path of the API server's audit log
+#
+# Everything lives under the user's cache directory (RELABEL_CACHE_DIR), never
+# in ~/.kube/config.
+set -euo pipefail
+
+K8S_VERSION=v1.37.2
+KWOK_VERSION=v0.8.0
+NODES=${RELABEL_CLUSTER_NODES:-3}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+module="$here/../clusterbin"
+cache=${RELABEL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/relabel}
+export KWOK_WORKDIR="$cache/kwok"
+export KWOK_KUBE_VERSION=$K8S_VERSION
+
+log() { echo "cluster: $*" >&2; }
+
+bindir() {
+	local sum dir
+	sum=$(cat "$module/go.mod" "$module/go.sum" "$module/etcd/main.go" | sha256sum | cut -c1-12)
+	dir="$cache/bin-$K8S_VERSION-kwok-$KWOK_VERSION-$sum"
+	if [[ -f "$dir/complete" ]]; then
+		echo "$dir"
+		return
+	fi
+	mkdir -p "$dir"
+	local major minor pkg ldflags
+	major=${K8S_VERSION#v}; major=${major%%.*}
+	minor=${K8S_VERSION#v*.}; minor=${minor%%.*}
+	pkg=k8s.io/component-base/version
+	# Without the version the server reports v0.0.0-master and kubectl cannot parse it.
+	ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+	log "building Kubernetes $K8S_VERSION and kwok $KWOK_VERSION into $dir (about 15 minutes on a cold cache)"
+	(
+		cd "$module"
+		go build -trimpath -ldflags "$ldflags" -o "$dir/" \
+			./etcd \
+			k8s.io/kubernetes/cmd/kube-apiserver \
+			k8s.io/kubernetes/cmd/kube-controller-manager \
+			k8s.io/kubernetes/cmd/kube-scheduler \
+			k8s.io/kubernetes/cmd/kubectl
+	)
+	GOBIN="$dir" GOFLAGS=-trimpath go install \
+		"sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
+		"sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+	touch "$dir/complete"
+	echo "$dir"
+}
+
+kubeconfig() { echo "$KWOK_WORKDIR/$1.kubeconfig"; }
+
+up() {
+	local name=$1 bin kc
+	bin=$(bindir)
+	kc=$(kubeconfig "$name")
+	# Test processes of several packages may ask at once: one starts, the others reuse.
+	mkdir -p "$KWOK_WORKDIR"
+	exec 9>"$KWOK_WORKDIR/$name.lock"
+	flock 9
+	if [[ -f "$kc" ]] && "$bin/kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1; then
+		echo "$kc"
+		return
+	fi
+	# A cluster left behind by a killed run or a rebooted machine: start afresh.
+	"$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kc" >/dev/null 2>&1 || true
+	rm -f "$kc"
+	log "starting cluster $name"
+	"$bin/kwokctl" create cluster --name "$name" --runtime binary \
+		--kubeconfig "$kc" \
+		--etcd-binary "$bin/etcd" \
+		--kube-apiserver-binary "$bin/kube-apiserver" \
+		--kube-controller-manager-binary "$bin/kube-controller-manager" \
+		--kube-scheduler-binary "$bin/kube-scheduler" \
+		--kwok-controller-binary "$bin/kwok" \
+		--kube-audit-policy "$here/audit-policy.yaml" \
+		--disable-qps-limits \
+		--wait 2m >&2
+	"$bin/kwokctl" scale node --name "$name" --replicas "$NODES" >&2
+	"$bin/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node --all --timeout=2m >&2
+	echo "$kc"
+}
+
+down() {
+	local name=$1 bin
+	bin=$(bindir)
+	"$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$(kubeconfig "$name")" >&2 || true
+	rm -f "$(kubeconfig "$name")"
+}
+
+cmd=${1:-}
+name=${2:-relabel}
+case "$cmd" in
+bin) bindir ;;
+up) up "$name" ;;
+down) down "$name" ;;
+kubeconfig) kubeconfig "$name" ;;
+audit-log) echo "$KWOK_WORKDIR/clusters/$name/logs/audit.log" ;;
+*)
+	echo "usage: $0 bin|up|down|kubeconfig|audit-log [NAME]" >&2
+	exit 2
+	;;
+esac

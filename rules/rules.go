@@ -1,0 +1,150 @@
+// Package rules holds what differs between workload kinds, as data: where a
+// kind keeps its selector and pod template, how readiness is judged, which
+// migration strategy it gets by default. The engine reads these facts and has
+// no per-kind branches of its own.
+package rules
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Strategy is how an object is migrated.
+type Strategy string
+
+const (
+	// TempCopy runs a labelled-apart copy while the original is replaced.
+	TempCopy Strategy = "temp-copy"
+	// Adopt relabels the live pods and recreates the owner in place.
+	Adopt Strategy = "adopt"
+)
+
+// Path is a field path inside an object, written dotted ("spec.selector").
+type Path string
+
+// Fields splits the path for the unstructured helpers.
+func (p Path) Fields() []string { return strings.Split(string(p), ".") }
+
+// Kind is everything relabel knows about one workload kind.
+type Kind struct {
+	Group    string `json:"group"`
+	Version  string `json:"version,omitempty"`
+	Kind     string `json:"kind"`
+	Resource string `json:"resource,omitempty"`
+	// Namespaced is filled in by discovery.
+	Namespaced bool `json:"namespaced"`
+	// SelectorPath leads to a metav1.LabelSelector.
+	SelectorPath Path `json:"selectorPath"`
+	// TemplateLabelsPath leads to the pod template's labels.
+	TemplateLabelsPath Path `json:"templateLabelsPath"`
+	// Strategy is the default strategy for objects of the kind.
+	Strategy Strategy `json:"strategy"`
+	// MaxNameLength bounds generated names; it is tighter than the API's
+	// limit where the kind derives label values from its name.
+	MaxNameLength int `json:"maxNameLength"`
+	// Readiness says how "ready" is judged; kstatus when empty.
+	Readiness string `json:"readiness,omitempty"`
+	// Source says where the facts came from: builtin, crd or a rules file.
+	Source string `json:"source"`
+}
+
+// GroupKind identifies the kind.
+func (k Kind) GroupKind() schema.GroupKind { return schema.GroupKind{Group: k.Group, Kind: k.Kind} }
+
+// GVR is the resource the kind is served as.
+func (k Kind) GVR() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}
+}
+
+// GVRString renders the GVR the way --gvr accepts it.
+func (k Kind) GVRString() string { return FormatGVR(k.GVR()) }
+
+// FormatGVR renders group/version/resource, or version/resource for the core group.
+func FormatGVR(gvr schema.GroupVersionResource) string {
+	if gvr.Group == "" {
+		return gvr.Version + "/" + gvr.Resource
+	}
+	return gvr.Group + "/" + gvr.Version + "/" + gvr.Resource
+}
+
+// Readiness values.
+const (
+	// ReadinessKstatus judges readiness with kstatus, the ecosystem's convention.
+	ReadinessKstatus = "kstatus"
+)
+
+// Source values.
+const (
+	SourceBuiltin = "builtin"
+	SourceCRD     = "crd"
+)
+
+// Standard paths shared by apps/v1 and most workload custom resources.
+const (
+	StandardSelectorPath       Path = "spec.selector"
+	StandardTemplateLabelsPath Path = "spec.template.metadata.labels"
+)
+
+var builtin = map[schema.GroupKind]Kind{
+	{Group: "apps", Kind: "Deployment"}: {
+		Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments", Namespaced: true,
+		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
+		Strategy: TempCopy, MaxNameLength: 253, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+	},
+	// The controller-revision-hash label is "<name>-<hash>" and must fit 63 characters.
+	{Group: "apps", Kind: "StatefulSet"}: {
+		Group: "apps", Version: "v1", Kind: "StatefulSet", Resource: "statefulsets", Namespaced: true,
+		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
+		Strategy: TempCopy, MaxNameLength: 52, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+	},
+	{Group: "apps", Kind: "DaemonSet"}: {
+		Group: "apps", Version: "v1", Kind: "DaemonSet", Resource: "daemonsets", Namespaced: true,
+		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
+		Strategy: TempCopy, MaxNameLength: 63, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+	},
+}
+
+// Kinds that have a selector and a template but are not migrated directly.
+var skipped = map[schema.GroupKind]string{
+	{Group: "apps", Kind: "ReplicaSet"}:        "owned by Deployments; migrate the Deployment",
+	{Group: "batch", Kind: "Job"}:              "runs to completion; its pods are not replaced",
+	{Group: "batch", Kind: "CronJob"}:          "creates Jobs that run to completion",
+	{Group: "", Kind: "ReplicationController"}: "its selector is mutable; edit it in place",
+}
+
+// Builtin returns the built-in facts for a kind.
+func Builtin(gk schema.GroupKind) (Kind, bool) {
+	k, ok := builtin[gk]
+	return k, ok
+}
+
+// SkipReason says why a kind that looks like a workload is not migrated.
+func SkipReason(gk schema.GroupKind) (string, bool) {
+	r, ok := skipped[gk]
+	return r, ok
+}
+
+// Validate checks that a kind's facts are usable.
+func (k Kind) Validate() error {
+	var problems []string
+	if k.Kind == "" {
+		problems = append(problems, "kind is empty")
+	}
+	if k.SelectorPath == "" {
+		problems = append(problems, "selectorPath is empty")
+	}
+	if k.TemplateLabelsPath == "" {
+		problems = append(problems, "templateLabelsPath is empty")
+	}
+	switch k.Strategy {
+	case TempCopy, Adopt:
+	default:
+		problems = append(problems, fmt.Sprintf("strategy %q is not one of %s, %s", k.Strategy, TempCopy, Adopt))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("kind %s: %s", k.GroupKind(), strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,234 @@
+package unstructured
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"relabel.dev/relabel/rules"
+)
+
+// Presence says whether the label is at one place of an object.
+type Presence string
+
+const (
+	Present Presence = "present"
+	Missing Presence = "missing"
+	// Different: the key is there with another value.
+	Different Presence = "different"
+)
+
+// Report is where an object carries the label.
+type Report struct {
+	Selector Presence `json:"selector"`
+	Template Presence `json:"template"`
+	Metadata Presence `json:"metadata"`
+}
+
+// Complete is true when all three places carry the label.
+func (r Report) Complete() bool {
+	return r.Selector == Present && r.Template == Present && r.Metadata == Present
+}
+
+// ErrSelectorConflict marks an object whose selector already uses the key
+// with another value: adding the label would change what it selects.
+var ErrSelectorConflict = errors.New("selector already has the key with another value")
+
+// Check reports where obj carries the label.
+func Check(obj *unstructured.Unstructured, kind rules.Kind, l Label) (Report, error) {
+	selector, err := matchLabels(obj, kind)
+	if err != nil {
+		return Report{}, err
+	}
+	template, err := stringMap(obj, kind.TemplateLabelsPath)
+	if err != nil {
+		return Report{}, err
+	}
+	return Report{
+		Selector: presence(selector, l),
+		Template: presence(template, l),
+		Metadata: presence(obj.GetLabels(), l),
+	}, nil
+}
+
+func presence(m map[string]string, l Label) Presence {
+	v, ok := m[l.Key]
+	switch {
+	case !ok:
+		return Missing
+	case l.AnyValue || v == l.Value:
+		return Present
+	default:
+		return Different
+	}
+}
+
+// AddLabel puts the label into obj's selector, pod template and own labels.
+func AddLabel(obj *unstructured.Unstructured, kind rules.Kind, l Label) error {
+	return addLabels(obj, kind, map[string]string{l.Key: l.Value}, true)
+}
+
+func addLabels(obj *unstructured.Unstructured, kind rules.Kind, add map[string]string, toMetadata bool) error {
+	selectorPath := append(kind.SelectorPath.Fields(), "matchLabels")
+	selector, err := matchLabels(obj, kind)
+	if err != nil {
+		return err
+	}
+	if _, found, err := unstructured.NestedFieldNoCopy(obj.Object, kind.SelectorPath.Fields()...); err != nil || !found {
+		return fmt.Errorf("%s %s/%s has no selector at %s", kind.Kind, obj.GetNamespace(), obj.GetName(), kind.SelectorPath)
+	}
+	template, err := stringMap(obj, kind.TemplateLabelsPath)
+	if err != nil {
+		return err
+	}
+	if template == nil {
+		template = map[string]string{}
+	}
+	if selector == nil {
+		selector = map[string]string{}
+	}
+	for k, v := range add {
+		if old, ok := selector[k]; ok && old != v {
+			return fmt.Errorf("%s %s/%s: %w: %s=%s, not %s", kind.Kind, obj.GetNamespace(), obj.GetName(), ErrSelectorConflict, k, old, v)
+		}
+		selector[k] = v
+		template[k] = v
+	}
+	if err := unstructured.SetNestedStringMap(obj.Object, selector, selectorPath...); err != nil {
+		return fmt.Errorf("setting %s.matchLabels of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+	}
+	if err := unstructured.SetNestedStringMap(obj.Object, template, kind.TemplateLabelsPath.Fields()...); err != nil {
+		return fmt.Errorf("setting %s of %s/%s: %w", kind.TemplateLabelsPath, obj.GetNamespace(), obj.GetName(), err)
+	}
+	if toMetadata {
+		own := obj.GetLabels()
+		if own == nil {
+			own = map[string]string{}
+		}
+		for k, v := range add {
+			own[k] = v
+		}
+		obj.SetLabels(own)
+	}
+	return nil
+}
+
+// SelectorMatchesTemplate checks the invariant the API server enforces for
+// apps/v1 and relabel keeps for every kind: the selector selects the template.
+func SelectorMatchesTemplate(obj *unstructured.Unstructured, kind rules.Kind) (bool, error) {
+	raw, found, err := unstructured.NestedMap(obj.Object, kind.SelectorPath.Fields()...)
+	if err != nil || !found {
+		return false, fmt.Errorf("reading %s of %s/%s: found=%v: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), found, err)
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
+		return false, fmt.Errorf("reading %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(&ls)
+	if err != nil {
+		return false, fmt.Errorf("parsing %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+	}
+	template, err := stringMap(obj, kind.TemplateLabelsPath)
+	if err != nil {
+		return false, err
+	}
+	return !selector.Empty() && selector.Matches(labels.Set(template)), nil
+}
+
+func matchLabels(obj *unstructured.Unstructured, kind rules.Kind) (map[string]string, error) {
+	return stringMap(obj, kind.SelectorPath+".matchLabels")
+}
+
+func stringMap(obj *unstructured.Unstructured, path rules.Path) (map[string]string, error) {
+	m, _, err := unstructured.NestedStringMap(obj.Object, path.Fields()...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s of %s/%s: %w", path, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return m, nil
+}
+
+// serverSetMetadata are the fields the API server owns; a create must not carry them.
+var serverSetMetadata = []string{"uid", "resourceVersion", "generation", "creationTimestamp",
+	"managedFields", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"}
+
+// ForCreate returns a copy of obj that can be sent as a create: the server's
+// fields and the status are gone, everything the user wrote is kept.
+func ForCreate(obj *unstructured.Unstructured) *unstructured.Unstructured {
+	out := obj.DeepCopy()
+	for _, f := range serverSetMetadata {
+		unstructured.RemoveNestedField(out.Object, "metadata", f)
+	}
+	unstructured.RemoveNestedField(out.Object, "status")
+	return out
+}
+
+// Annotations and labels relabel writes on temporary copies, so that the state
+// of a migration can be read back from the cluster alone.
+const (
+	TempLabelKey         = "relabel.dev/temp"
+	OriginNameAnnotation = "relabel.dev/origin-name"
+	OriginUIDAnnotation  = "relabel.dev/origin-uid"
+	TargetAnnotation     = "relabel.dev/label"
+)
+
+// TempCopy builds the copy T of the original: renamed, without owners, with
+// the temporary label in selector, template and metadata so that its pods
+// never count as the original's, and with annotations naming its origin.
+func TempCopy(original *unstructured.Unstructured, kind rules.Kind, name string, target Label) (*unstructured.Unstructured, error) {
+	temp := ForCreate(original)
+	temp.SetName(name)
+	temp.SetOwnerReferences(nil)
+	temp.SetFinalizers(nil)
+	uid := string(original.GetUID())
+	if err := addLabels(temp, kind, map[string]string{TempLabelKey: uid}, true); err != nil {
+		return nil, err
+	}
+	ann := temp.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[OriginNameAnnotation] = original.GetName()
+	ann[OriginUIDAnnotation] = uid
+	ann[TargetAnnotation] = target.String()
+	temp.SetAnnotations(ann)
+	return temp, nil
+}
+
+// IsTemp tells a temporary copy from a user's object.
+func IsTemp(obj *unstructured.Unstructured) bool {
+	_, ok := obj.GetLabels()[TempLabelKey]
+	return ok
+}
+
+// Recreated builds the original again from its backup, with the label added.
+func Recreated(backup *unstructured.Unstructured, kind rules.Kind, l Label) (*unstructured.Unstructured, error) {
+	out := ForCreate(backup)
+	if err := AddLabel(out, kind, l); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TempName derives the copy's name. A name that would exceed max is cut and
+// given a hash of the full name, so it stays unique and the same on every run.
+func TempName(name, suffix string, max int) string {
+	full := name + suffix
+	if len(full) <= max {
+		return full
+	}
+	sum := sha256.Sum256([]byte(full))
+	hash := hex.EncodeToString(sum[:])[:8]
+	keep := max - len(suffix) - len(hash) - 1
+	if keep < 1 {
+		keep = 1
+	}
+	base := strings.TrimRight(name[:min(keep, len(name))], "-.")
+	return base + "-" + hash + suffix
+}
