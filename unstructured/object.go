@@ -232,3 +232,34 @@ func TempName(name, suffix string, max int) string {
 	base := strings.TrimRight(name[:min(keep, len(name))], "-.")
 	return base + "-" + hash + suffix
 }
+
+// OriginalFromCopy rebuilds the original's manifest from its temporary copy,
+// for when no backup is at hand: the name, selector and labels are restored,
+// the spec is the copy's (the original's as of the copy's creation).
+func OriginalFromCopy(temp *unstructured.Unstructured, kind rules.Kind) (*unstructured.Unstructured, error) {
+	ann := temp.GetAnnotations()
+	name := ann[OriginNameAnnotation]
+	if name == "" || !IsTemp(temp) {
+		return nil, fmt.Errorf("%s/%s is not a temporary copy", temp.GetNamespace(), temp.GetName())
+	}
+	out := ForCreate(temp)
+	out.SetName(name)
+	for _, path := range []rules.Path{kind.SelectorPath + ".matchLabels", kind.TemplateLabelsPath} {
+		m, err := stringMap(out, path)
+		if err != nil {
+			return nil, err
+		}
+		delete(m, TempLabelKey)
+		if err := unstructured.SetNestedStringMap(out.Object, m, path.Fields()...); err != nil {
+			return nil, fmt.Errorf("setting %s of %s/%s: %w", path, out.GetNamespace(), name, err)
+		}
+	}
+	l := out.GetLabels()
+	delete(l, TempLabelKey)
+	out.SetLabels(l)
+	for _, a := range []string{OriginNameAnnotation, OriginUIDAnnotation, TargetAnnotation} {
+		delete(ann, a)
+	}
+	out.SetAnnotations(ann)
+	return out, nil
+}

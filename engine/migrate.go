@@ -1,0 +1,251 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"relabel.dev/relabel/rules"
+	workload "relabel.dev/relabel/unstructured"
+)
+
+// Step is a milestone of one object's migration.
+type Step string
+
+const (
+	StepBackedUp        Step = "backed-up"
+	StepCopyCreated     Step = "copy-created"
+	StepCopyReady       Step = "copy-ready"
+	StepOriginalDeleted Step = "original-deleted"
+	StepRecreated       Step = "recreated"
+	StepReady           Step = "ready"
+	StepCopyDeleted     Step = "copy-deleted"
+	StepRolledBack      Step = "rolled-back"
+	StepDryRun          Step = "dry-run"
+)
+
+// Progress is one step of one object, reported as it happens.
+type Progress struct {
+	Time    time.Time
+	Item    Item
+	Step    Step
+	Elapsed time.Duration // since the object's migration started
+	Message string
+}
+
+// Outcome is how an object's migration ended.
+type Outcome string
+
+const (
+	Migrated    Outcome = "migrated"
+	Skipped     Outcome = "skipped"
+	Failed      Outcome = "failed"
+	Interrupted Outcome = "interrupted"
+)
+
+// Result is one object's outcome.
+type Result struct {
+	Item     Item
+	Outcome  Outcome
+	Duration time.Duration
+	Message  string
+}
+
+// DryRun modes.
+type DryRun string
+
+const (
+	DryRunNone   DryRun = ""
+	DryRunClient DryRun = "client"
+	DryRunServer DryRun = "server"
+)
+
+// Options tune a migration.
+type Options struct {
+	Label workload.Label
+	// TempSuffix names the copy: NAME+TempSuffix.
+	TempSuffix string
+	// Timeout bounds each wait for readiness of one object.
+	Timeout time.Duration
+	// Concurrency is how many objects migrate at once.
+	Concurrency int
+	// Namespace scopes the informers; empty watches every namespace.
+	Namespace string
+	DryRun    DryRun
+	// MaxRetries bounds retries of transient errors per object.
+	MaxRetries int
+}
+
+// Migrator migrates objects with the temp-copy strategy.
+type Migrator struct {
+	Dynamic dynamic.Interface
+	Backups Backups
+	// Recorder records Kubernetes Events on the objects; nil records none.
+	Recorder record.EventRecorder
+	// OnProgress is called for every step, from several goroutines at once.
+	OnProgress func(Progress)
+	Options
+}
+
+// Run migrates the items that are not skipped and returns one result per item.
+// A cancelled ctx stops objects between steps; an object whose original was
+// already deleted is recreated first, so nothing is left without its workload.
+func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
+	var todo []Item
+	var kinds []rules.Kind
+	results := make([]Result, 0, len(items))
+	for _, it := range items {
+		if it.Action == ActionSkip {
+			results = append(results, Result{Item: it, Outcome: Skipped, Message: it.Reason})
+			continue
+		}
+		todo = append(todo, it)
+		kinds = append(kinds, it.Kind)
+	}
+	if len(todo) == 0 {
+		return results, nil
+	}
+	if m.DryRun != DryRunNone {
+		for _, it := range todo {
+			results = append(results, m.dryRun(ctx, it))
+		}
+		return results, nil
+	}
+	if err := m.Backups.Check(); err != nil {
+		return nil, err
+	}
+
+	w, err := newWatchers(m.Dynamic, m.Namespace, kinds)
+	if err != nil {
+		return nil, err
+	}
+	// Informers outlive a Ctrl-C so that an object in the middle of its
+	// recreation can finish.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		stopWatch()
+		w.stop()
+	}()
+	if err := w.start(watchCtx); err != nil {
+		return nil, err
+	}
+
+	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[int](),
+		workqueue.TypedRateLimitingQueueConfig[int]{Name: "relabel"})
+	var (
+		mu       sync.Mutex
+		finished = make([]*Result, len(todo))
+		done     int
+		started  = make([]time.Time, len(todo))
+	)
+	finish := func(i int, r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished[i] == nil {
+			finished[i] = &r
+			done++
+		}
+		if done == len(todo) {
+			queue.ShutDown()
+		}
+	}
+	for i := range todo {
+		queue.Add(i)
+	}
+	go func() {
+		<-ctx.Done()
+		queue.ShutDown()
+	}()
+
+	maxRetries := m.MaxRetries
+	if maxRetries == 0 {
+		maxRetries = 5
+	}
+	var wg sync.WaitGroup
+	for range max(m.Concurrency, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i, quit := queue.Get()
+				if quit {
+					return
+				}
+				mu.Lock()
+				if started[i].IsZero() {
+					started[i] = time.Now()
+				}
+				start := started[i]
+				mu.Unlock()
+				om := objectMigration{Migrator: m, watch: w, item: todo[i], start: start}
+				err := om.run(ctx)
+				switch {
+				case err == nil:
+					queue.Forget(i)
+					finish(i, Result{Item: todo[i], Outcome: Migrated, Duration: time.Since(start)})
+				case ctx.Err() != nil:
+					finish(i, Result{Item: todo[i], Outcome: Interrupted, Duration: time.Since(start), Message: err.Error()})
+				case retriable(err) && queue.NumRequeues(i) < maxRetries:
+					klog.V(2).InfoS("retrying", "object", todo[i].Key(), "err", err)
+					queue.AddRateLimited(i)
+				default:
+					queue.Forget(i)
+					finish(i, Result{Item: todo[i], Outcome: Failed, Duration: time.Since(start), Message: err.Error()})
+				}
+				queue.Done(i)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range finished {
+		if r == nil {
+			r = &Result{Item: todo[i], Outcome: Interrupted, Message: "not started"}
+		}
+		results = append(results, *r)
+	}
+	return results, nil
+}
+
+// retriable tells transient API errors from final ones.
+func retriable(err error) bool {
+	var timeout errWaitTimeout
+	switch {
+	case errors.As(err, &timeout):
+		return false
+	case apierrors.IsConflict(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
+		apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err),
+		apierrors.IsUnexpectedServerError(err):
+		return true
+	case net.IsConnectionRefused(err), net.IsConnectionReset(err), net.IsProbableEOF(err):
+		return true
+	}
+	return false
+}
+
+func (m *Migrator) report(it Item, start time.Time, step Step, msg string) {
+	klog.V(5).InfoS("step", "object", it.Key(), "step", step, "message", msg)
+	if m.OnProgress != nil {
+		m.OnProgress(Progress{Time: time.Now(), Item: it, Step: step, Elapsed: time.Since(start), Message: msg})
+	}
+}
+
+func (m *Migrator) event(obj *unstructured.Unstructured, reason, format string, args ...any) {
+	if m.Recorder != nil && obj != nil {
+		m.Recorder.Eventf(obj, "Normal", reason, format, args...)
+	}
+}
+
+func errorf(it Item, format string, args ...any) error {
+	return fmt.Errorf("%s: %w", it.Key(), fmt.Errorf(format, args...))
+}

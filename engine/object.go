@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+
+	workload "relabel.dev/relabel/unstructured"
+)
+
+// objectMigration is the temp-copy migration of one object. Every pass of
+// run reads the cluster and takes the next step from what it shows, so a run
+// interrupted at any point is finished by the next one.
+type objectMigration struct {
+	*Migrator
+	watch *watchers
+	item  Item
+	start time.Time
+}
+
+func (om objectMigration) client() dynamic.ResourceInterface {
+	return resourceClient(om.Dynamic, om.item.Kind, om.item.Namespace)
+}
+
+func (om objectMigration) tempName() string {
+	return workload.TempName(om.item.Name, om.TempSuffix, om.item.Kind.MaxNameLength)
+}
+
+// get returns the object, or nil when it does not exist.
+func (om objectMigration) get(ctx context.Context, name string) (*unstructured.Unstructured, error) {
+	obj, err := om.client().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errorf(om.item, "reading %s: %w", name, err)
+	}
+	return obj, nil
+}
+
+func (om objectMigration) run(ctx context.Context) error {
+	it := om.item
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		original, err := om.get(ctx, it.Name)
+		if err != nil {
+			return err
+		}
+		temp, err := om.get(ctx, om.tempName())
+		if err != nil {
+			return err
+		}
+		if temp != nil && !om.isOurCopy(temp) {
+			return errorf(it, "%s exists and is not relabel's copy of %s; rename it or pass another --temp-suffix", temp.GetName(), it.Name)
+		}
+
+		switch {
+		case original == nil && temp == nil:
+			return errorf(it, "the object no longer exists")
+
+		case original == nil:
+			// Deleted by us (the copy is proof): bring it back, whatever ctx says.
+			if err := om.recreate(context.WithoutCancel(ctx), temp); err != nil {
+				return err
+			}
+
+		case isComplete(original, om):
+			if temp == nil {
+				return nil
+			}
+			return om.finish(ctx, original, temp)
+
+		default:
+			deleted, err := om.replace(ctx, original, temp)
+			if err != nil || !deleted {
+				return err
+			}
+		}
+	}
+}
+
+func isComplete(obj *unstructured.Unstructured, om objectMigration) bool {
+	report, err := workload.Check(obj, om.item.Kind, om.Label)
+	return err == nil && report.Complete()
+}
+
+func (om objectMigration) isOurCopy(temp *unstructured.Unstructured) bool {
+	return workload.IsTemp(temp) && temp.GetAnnotations()[workload.OriginNameAnnotation] == om.item.Name
+}
+
+// replace backs up the original, runs the copy until it is ready and deletes
+// the original. It reports whether the original was deleted; false with no
+// error means the original changed meanwhile and the caller reads again.
+func (om objectMigration) replace(ctx context.Context, original, temp *unstructured.Unstructured) (bool, error) {
+	it, kind := om.item, om.item.Kind
+	if _, err := om.Backups.Write(kind, original); err != nil {
+		return false, err
+	}
+	om.report(it, om.start, StepBackedUp, "")
+
+	if temp == nil {
+		copy, err := workload.TempCopy(original, kind, om.tempName(), om.Label)
+		if err != nil {
+			return false, errorf(it, "building the copy: %w", err)
+		}
+		temp, err = om.client().Create(ctx, copy, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return false, nil // created by an earlier pass; read again
+		}
+		if err != nil {
+			return false, errorf(it, "creating the copy %s: %w", copy.GetName(), err)
+		}
+		om.report(it, om.start, StepCopyCreated, temp.GetName())
+		om.event(original, "CopyCreated", "relabel created %s to serve while %s is replaced", temp.GetName(), it.Name)
+	}
+
+	if err := om.watch.waitFor(ctx, kind, it.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be ready", om.Timeout, readyCond(kind, string(temp.GetUID()))); err != nil {
+		var timeout errWaitTimeout
+		if errors.As(err, &timeout) {
+			return false, om.rollBack(ctx, temp, err)
+		}
+		return false, err
+	}
+	om.report(it, om.start, StepCopyReady, temp.GetName())
+
+	// The preconditions make the delete fail if the original changed since it
+	// was backed up: then it is backed up again, never lost.
+	uid, rv := original.GetUID(), original.GetResourceVersion()
+	propagation := metav1.DeletePropagationBackground
+	err := om.client().Delete(ctx, it.Name, metav1.DeleteOptions{
+		Preconditions:     &metav1.Preconditions{UID: &uid, ResourceVersion: &rv},
+		PropagationPolicy: &propagation,
+	})
+	switch {
+	case apierrors.IsConflict(err):
+		return false, nil
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return false, errorf(it, "deleting the original: %w", err)
+	}
+	om.report(it, om.start, StepOriginalDeleted, "")
+	// From here on the original must come back, even after Ctrl-C.
+	ctx = context.WithoutCancel(ctx)
+	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, "the original to be gone", 0, goneCond(string(uid))); err != nil {
+		return false, err
+	}
+	return true, om.recreate(ctx, temp)
+}
+
+// recreate creates the original again, with the label, from its backup or,
+// without one, from the copy's record of it.
+func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstructured) error {
+	it, kind := om.item, om.item.Kind
+	source, err := om.Backups.Read(kind, it.Namespace, it.Name)
+	if err != nil {
+		return errorf(it, "reading the backup: %w", err)
+	}
+	if source == nil {
+		if source, err = workload.OriginalFromCopy(temp, kind); err != nil {
+			return errorf(it, "no backup, and the copy cannot stand in for one: %w", err)
+		}
+	}
+	obj, err := workload.Recreated(source, kind, om.Label)
+	if err != nil {
+		return errorf(it, "building the new object: %w", err)
+	}
+	created, err := om.client().Create(ctx, obj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	if err != nil {
+		return errorf(it, "recreating: %w", err)
+	}
+	om.report(it, om.start, StepRecreated, "")
+	om.event(created, "Recreated", "relabel recreated %s with %s in its selector", it.Name, om.Label)
+	return nil
+}
+
+// finish waits for the relabelled original and removes the copy.
+func (om objectMigration) finish(ctx context.Context, original, temp *unstructured.Unstructured) error {
+	it, kind := om.item, om.item.Kind
+	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, string(original.GetUID()))); err != nil {
+		var timeout errWaitTimeout
+		if errors.As(err, &timeout) {
+			return errorf(it, "%w; the copy %s keeps serving, rerun to finish", err, temp.GetName())
+		}
+		return err
+	}
+	om.report(it, om.start, StepReady, "")
+	if err := om.deleteCopy(ctx, temp); err != nil {
+		return err
+	}
+	om.report(it, om.start, StepCopyDeleted, temp.GetName())
+	om.event(original, "Relabelled", "relabel added %s; the copy %s is gone", om.Label, temp.GetName())
+	return nil
+}
+
+func (om objectMigration) deleteCopy(ctx context.Context, temp *unstructured.Unstructured) error {
+	uid := temp.GetUID()
+	propagation := metav1.DeletePropagationBackground
+	err := om.client().Delete(ctx, temp.GetName(), metav1.DeleteOptions{
+		Preconditions:     &metav1.Preconditions{UID: &uid},
+		PropagationPolicy: &propagation,
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return errorf(om.item, "deleting the copy %s: %w", temp.GetName(), err)
+	}
+	return om.watch.waitFor(ctx, om.item.Kind, om.item.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be gone", 0, goneCond(string(uid)))
+}
+
+// rollBack removes a copy that never became ready; the original is untouched.
+func (om objectMigration) rollBack(ctx context.Context, temp *unstructured.Unstructured, cause error) error {
+	if err := om.deleteCopy(context.WithoutCancel(ctx), temp); err != nil {
+		return errorf(om.item, "%v; rolling back also failed: %w", cause, err)
+	}
+	om.report(om.item, om.start, StepRolledBack, cause.Error())
+	return errorf(om.item, "%w; rolled back: the copy is deleted, the original untouched", cause)
+}
+
+// dryRun shows what would be created and, in server mode, lets the API
+// server validate and admit it without persisting anything.
+func (m *Migrator) dryRun(ctx context.Context, it Item) Result {
+	start := time.Now()
+	fail := func(err error) Result {
+		return Result{Item: it, Outcome: Failed, Duration: time.Since(start), Message: err.Error()}
+	}
+	client := resourceClient(m.Dynamic, it.Kind, it.Namespace)
+	original, err := client.Get(ctx, it.Name, metav1.GetOptions{})
+	if err != nil {
+		return fail(errorf(it, "reading: %w", err))
+	}
+	tempName := workload.TempName(it.Name, m.TempSuffix, it.Kind.MaxNameLength)
+	temp, err := workload.TempCopy(original, it.Kind, tempName, m.Label)
+	if err != nil {
+		return fail(errorf(it, "building the copy: %w", err))
+	}
+	recreated, err := workload.Recreated(original, it.Kind, m.Label)
+	if err != nil {
+		return fail(errorf(it, "building the new object: %w", err))
+	}
+	msg := fmt.Sprintf("would create %s, then replace %s", tempName, it.Name)
+	if m.DryRun == DryRunServer {
+		opts := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+		if _, err := client.Create(ctx, temp, opts); err != nil {
+			return fail(errorf(it, "the API server refuses the copy: %w", err))
+		}
+		// The original's name is taken, so the new object is checked under the copy's.
+		probe := recreated.DeepCopy()
+		probe.SetName(tempName)
+		if _, err := client.Create(ctx, probe, opts); err != nil {
+			return fail(errorf(it, "the API server refuses the relabelled object: %w", err))
+		}
+		msg += "; the API server accepts both"
+	}
+	m.report(it, start, StepDryRun, msg)
+	return Result{Item: it, Outcome: Skipped, Duration: time.Since(start), Message: "dry run: " + msg}
+}

@@ -1,0 +1,155 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"relabel.dev/relabel/rules"
+	workload "relabel.dev/relabel/unstructured"
+)
+
+// Action is what the plan does with an object.
+type Action string
+
+const (
+	// ActionMigrate: the object lacks the label.
+	ActionMigrate Action = "migrate"
+	// ActionResume: a run was interrupted; the copy or the backup finishes it.
+	ActionResume Action = "resume"
+	// ActionSkip: nothing to do, or not allowed; Reason says why.
+	ActionSkip Action = "skip"
+)
+
+// Item is one object of the plan.
+type Item struct {
+	Kind      rules.Kind
+	Namespace string
+	Name      string
+	Action    Action
+	Strategy  rules.Strategy
+	Reason    string
+	// ManagedBy names a tool that may revert the change (Helm, Argo CD, Flux).
+	ManagedBy string
+}
+
+// Key identifies the item in messages: GVR namespace/name.
+func (it Item) Key() string {
+	return it.Kind.GVRString() + " " + it.Ref()
+}
+
+// Ref is namespace/name, or name for cluster-scoped objects.
+func (it Item) Ref() string {
+	if it.Namespace == "" {
+		return it.Name
+	}
+	return it.Namespace + "/" + it.Name
+}
+
+// PlanOptions decide which objects are taken.
+type PlanOptions struct {
+	Label workload.Label
+	// IncludeOwned migrates objects controlled by another object too.
+	IncludeOwned bool
+	// NamespaceGiven is set when the user named the namespace: kube-system
+	// is then taken too.
+	NamespaceGiven bool
+}
+
+// Plan lists the objects in scope and decides what to do with each. It
+// writes nothing.
+func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([]Item, error) {
+	var items []Item
+	for _, kind := range scope.Kinds {
+		type temp struct{ namespace, origin string }
+		originals := map[string]bool{}
+		var temps []temp
+		err := lister.list(ctx, kind, scope, func(obj *unstructured.Unstructured) error {
+			if workload.IsTemp(obj) {
+				temps = append(temps, temp{obj.GetNamespace(), obj.GetAnnotations()[workload.OriginNameAnnotation]})
+				return nil
+			}
+			originals[obj.GetNamespace()+"/"+obj.GetName()] = true
+			item, err := planObject(kind, obj, opts)
+			if err != nil {
+				return err
+			}
+			items = append(items, item)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		// A copy whose original is gone is a migration interrupted after the
+		// delete: the original must come back.
+		for _, t := range temps {
+			if t.origin == "" || originals[t.namespace+"/"+t.origin] {
+				continue
+			}
+			items = append(items, Item{Kind: kind, Namespace: t.namespace, Name: t.origin, Action: ActionResume,
+				Strategy: rules.TempCopy, Reason: "original missing, its temporary copy exists"})
+		}
+		// A copy left next to a finished original is cleaned up.
+		for i := range items {
+			it := &items[i]
+			if it.Kind.GVR() != kind.GVR() || it.Action != ActionSkip || it.Reason != reasonLabelled {
+				continue
+			}
+			for _, t := range temps {
+				if t.namespace == it.Namespace && t.origin == it.Name {
+					it.Action, it.Reason = ActionResume, "labelled, its temporary copy is left"
+				}
+			}
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		if items[i].Namespace != items[j].Namespace {
+			return items[i].Namespace < items[j].Namespace
+		}
+		return items[i].Key() < items[j].Key()
+	})
+	return items, nil
+}
+
+const reasonLabelled = "already labelled"
+
+func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOptions) (Item, error) {
+	it := Item{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Strategy: kind.Strategy, ManagedBy: managedBy(obj)}
+	report, err := workload.Check(obj, kind, opts.Label)
+	if err != nil {
+		return it, err
+	}
+	switch {
+	case report.Complete():
+		it.Action, it.Reason = ActionSkip, reasonLabelled
+	case report.Selector == workload.Different:
+		it.Action, it.Reason = ActionSkip, fmt.Sprintf("selector has %s with another value", opts.Label.Key)
+	case controllerOf(obj) != "" && !opts.IncludeOwned:
+		it.Action, it.Reason = ActionSkip, "controlled by "+controllerOf(obj)+"; migrate the owner, or pass --include-owned"
+	case obj.GetNamespace() == "kube-system" && !opts.NamespaceGiven:
+		it.Action, it.Reason = ActionSkip, "in kube-system; name the namespace to include it"
+	case obj.GetDeletionTimestamp() != nil:
+		it.Action, it.Reason = ActionSkip, "being deleted"
+	default:
+		it.Action = ActionMigrate
+		probe := workload.ForCreate(obj)
+		if err := workload.AddLabel(probe, kind, opts.Label); err != nil {
+			it.Action, it.Reason = ActionSkip, err.Error()
+		}
+	}
+	return it, nil
+}
+
+// Count returns how many items of the plan will be acted on.
+func Count(items []Item) (act, skip int) {
+	for _, it := range items {
+		if it.Action == ActionSkip {
+			skip++
+		} else {
+			act++
+		}
+	}
+	return act, skip
+}

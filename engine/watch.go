@@ -1,0 +1,177 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+
+	"relabel.dev/relabel/rules"
+	workload "relabel.dev/relabel/unstructured"
+)
+
+// watchers holds one informer per kind, shared by every object of that kind,
+// and wakes the goroutines waiting on an object whenever it changes.
+type watchers struct {
+	factory dynamicinformer.DynamicSharedInformerFactory
+	byGVR   map[schema.GroupVersionResource]*watcher
+}
+
+type watcher struct {
+	informer cache.SharedIndexInformer
+	mu       sync.Mutex
+	waiters  map[string]chan struct{}
+}
+
+func newWatchers(client dynamic.Interface, namespace string, kinds []rules.Kind) (*watchers, error) {
+	// No resync: every wait is woken by a real change.
+	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, namespace, nil)
+	w := &watchers{factory: factory, byGVR: map[schema.GroupVersionResource]*watcher{}}
+	for _, kind := range kinds {
+		if _, ok := w.byGVR[kind.GVR()]; ok {
+			continue
+		}
+		informer := factory.ForResource(kind.GVR()).Informer()
+		// Objects are kept slim: readiness and label checks need neither
+		// managedFields nor the pod spec.
+		if err := informer.SetTransform(func(obj interface{}) (interface{}, error) {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				workload.Slim(u, kind)
+			}
+			return obj, nil
+		}); err != nil {
+			return nil, fmt.Errorf("setting the transform of the %s informer: %w", kind.GVRString(), err)
+		}
+		wt := &watcher{informer: informer, waiters: map[string]chan struct{}{}}
+		if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    wt.notify,
+			UpdateFunc: func(_, obj interface{}) { wt.notify(obj) },
+			DeleteFunc: wt.notify,
+		}); err != nil {
+			return nil, fmt.Errorf("watching %s: %w", kind.GVRString(), err)
+		}
+		w.byGVR[kind.GVR()] = wt
+	}
+	return w, nil
+}
+
+// start runs the informers and waits for their first list.
+func (w *watchers) start(ctx context.Context) error {
+	w.factory.Start(ctx.Done())
+	for gvr, synced := range w.factory.WaitForCacheSync(ctx.Done()) {
+		if !synced {
+			return fmt.Errorf("the %s informer did not sync: %w", rules.FormatGVR(gvr), ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (w *watchers) stop() { w.factory.Shutdown() }
+
+func (wt *watcher) notify(obj interface{}) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	wt.mu.Lock()
+	if ch, ok := wt.waiters[key]; ok {
+		close(ch)
+		delete(wt.waiters, key)
+	}
+	wt.mu.Unlock()
+}
+
+// errWaitTimeout marks a wait that ran out of time.
+type errWaitTimeout struct {
+	what    string
+	timeout time.Duration
+	last    string
+}
+
+func (e errWaitTimeout) Error() string {
+	if e.last == "" {
+		return fmt.Sprintf("timed out after %s waiting for %s", e.timeout, e.what)
+	}
+	return fmt.Sprintf("timed out after %s waiting for %s (last: %s)", e.timeout, e.what, e.last)
+}
+
+// waitFor blocks until cond holds for the cached object (nil when absent),
+// woken by the informer rather than by polling. cond returns a message that
+// says what it still waits for.
+func (w *watchers) waitFor(ctx context.Context, kind rules.Kind, namespace, name, what string, timeout time.Duration, cond func(*unstructured.Unstructured) (bool, string, error)) error {
+	wt := w.byGVR[kind.GVR()]
+	key := name
+	if namespace != "" {
+		key = namespace + "/" + name
+	}
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+		deadline = timer.C
+	}
+	last := ""
+	for {
+		// Register before reading, so a change between the two is not missed.
+		wt.mu.Lock()
+		ch := wt.waiters[key]
+		if ch == nil {
+			ch = make(chan struct{})
+			wt.waiters[key] = ch
+		}
+		wt.mu.Unlock()
+
+		item, exists, err := wt.informer.GetIndexer().GetByKey(key)
+		if err != nil {
+			return fmt.Errorf("reading %s %s from the cache: %w", kind.Kind, key, err)
+		}
+		var obj *unstructured.Unstructured
+		if exists {
+			obj = item.(*unstructured.Unstructured)
+		}
+		ok, msg, err := cond(obj)
+		if err != nil || ok {
+			return err
+		}
+		last = msg
+		select {
+		case <-ch:
+		case <-deadline:
+			return errWaitTimeout{what: what, timeout: timeout, last: last}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// readyCond holds when the object with the given UID is ready by its kind's rule.
+func readyCond(kind rules.Kind, uid string) func(*unstructured.Unstructured) (bool, string, error) {
+	return func(obj *unstructured.Unstructured) (bool, string, error) {
+		if obj == nil {
+			return false, "not in the cache yet", nil
+		}
+		if uid != "" && string(obj.GetUID()) != uid {
+			return false, "another object of that name", nil
+		}
+		return kind.Ready(obj)
+	}
+}
+
+// goneCond holds when no object with the given UID exists any more.
+func goneCond(uid string) func(*unstructured.Unstructured) (bool, string, error) {
+	return func(obj *unstructured.Unstructured) (bool, string, error) {
+		if obj == nil || string(obj.GetUID()) != uid {
+			return true, "", nil
+		}
+		if obj.GetDeletionTimestamp() != nil {
+			return false, fmt.Sprintf("terminating, finalizers %v", obj.GetFinalizers()), nil
+		}
+		return false, "still exists", nil
+	}
+}
