@@ -3,6 +3,7 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -84,6 +85,7 @@ func (r *Result) resolveResource(arg string) (schema.GroupVersionResource, error
 	for _, m := range matches {
 		names = append(names, rules.FormatGVR(m))
 	}
+	sort.Strings(names)
 	return schema.GroupVersionResource{}, fmt.Errorf("--gvr %s is ambiguous: it names %s; give group/version/resource", arg, strings.Join(names, ", "))
 }
 
@@ -99,16 +101,20 @@ func (res resource) names() map[string]bool {
 }
 
 func (r *Result) unknown(arg string) error {
+	// Ties go to the GVR that sorts first: discovery's order varies from run
+	// to run, the suggestion should not.
 	best, bestDistance := "", 1<<30
+	consider := func(gvr string, d int) {
+		if d < bestDistance || d == bestDistance && gvr < best {
+			best, bestDistance = gvr, d
+		}
+	}
 	for _, res := range r.resources {
+		gvr := rules.FormatGVR(res.gvr)
 		for n := range res.names() {
-			if d := distance(strings.ToLower(arg), n); d < bestDistance {
-				best, bestDistance = rules.FormatGVR(res.gvr), d
-			}
+			consider(gvr, distance(strings.ToLower(arg), n))
 		}
-		if d := distance(arg, rules.FormatGVR(res.gvr)); d < bestDistance {
-			best, bestDistance = rules.FormatGVR(res.gvr), d
-		}
+		consider(gvr, distance(arg, gvr))
 	}
 	if best == "" {
 		return fmt.Errorf("--gvr %s: %w", arg, ErrUnknownResource)

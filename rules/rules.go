@@ -143,6 +143,14 @@ func (k Kind) Validate() error {
 	default:
 		problems = append(problems, fmt.Sprintf("strategy %q is not one of %s, %s", k.Strategy, TempCopy, Adopt))
 	}
+	if k.MaxNameLength <= 0 {
+		problems = append(problems, fmt.Sprintf("maxNameLength %d is not positive", k.MaxNameLength))
+	}
+	switch k.Readiness {
+	case "", ReadinessKstatus:
+	default:
+		problems = append(problems, fmt.Sprintf("readiness %q is not %s", k.Readiness, ReadinessKstatus))
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("kind %s: %s", k.GroupKind(), strings.Join(problems, "; "))
 	}

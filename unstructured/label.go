@@ -59,6 +59,9 @@ func ParseLabel(s string, valueOptional bool) (Label, error) {
 	if prefix, reserved := reservedPrefix(key); reserved {
 		return Label{}, fmt.Errorf("%w key %q: the prefix %s/ is reserved for Kubernetes components", ErrInvalidLabel, key, prefix)
 	}
+	if key == TempLabelKey {
+		return Label{}, fmt.Errorf("%w key %q: relabel uses it to mark its temporary copies", ErrInvalidLabel, key)
+	}
 	if !hasValue {
 		return Label{Key: key, AnyValue: true}, nil
 	}

@@ -94,9 +94,25 @@ func addLabels(obj *unstructured.Unstructured, kind rules.Kind, add map[string]s
 	if selector == nil {
 		selector = map[string]string{}
 	}
+	expressions, err := matchExpressions(obj, kind)
+	if err != nil {
+		return err
+	}
 	for k, v := range add {
 		if old, ok := selector[k]; ok && old != v {
 			return fmt.Errorf("%s %s/%s: %w: %s=%s, not %s", kind.Kind, obj.GetNamespace(), obj.GetName(), ErrSelectorConflict, k, old, v)
+		}
+		for _, e := range expressions {
+			if e.Key != k {
+				continue
+			}
+			s, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{e}})
+			if err != nil {
+				return fmt.Errorf("parsing %s.matchExpressions of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+			}
+			if !s.Matches(labels.Set{k: v}) {
+				return fmt.Errorf("%s %s/%s: %w: %s excludes %s=%s", kind.Kind, obj.GetNamespace(), obj.GetName(), ErrSelectorConflict, s, k, v)
+			}
 		}
 		selector[k] = v
 		template[k] = v
@@ -144,6 +160,24 @@ func SelectorMatchesTemplate(obj *unstructured.Unstructured, kind rules.Kind) (b
 
 func matchLabels(obj *unstructured.Unstructured, kind rules.Kind) (map[string]string, error) {
 	return stringMap(obj, kind.SelectorPath+".matchLabels")
+}
+
+// matchExpressions reads the selector's expressions. A key they constrain can
+// only be added with a value they accept: matchLabels and matchExpressions are
+// ANDed, so another value would leave the selector matching no pod at all.
+func matchExpressions(obj *unstructured.Unstructured, kind rules.Kind) ([]metav1.LabelSelectorRequirement, error) {
+	raw, found, err := unstructured.NestedFieldNoCopy(obj.Object, append(kind.SelectorPath.Fields(), "matchExpressions")...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s.matchExpressions of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+	}
+	if !found || raw == nil {
+		return nil, nil
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(map[string]interface{}{"matchExpressions": raw}, &ls); err != nil {
+		return nil, fmt.Errorf("reading %s.matchExpressions of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return ls.MatchExpressions, nil
 }
 
 func stringMap(obj *unstructured.Unstructured, path rules.Path) (map[string]string, error) {

@@ -60,9 +60,10 @@ bindir() {
 kubeconfig() { echo "$KWOK_WORKDIR/$1.kubeconfig"; }
 
 up() {
-	local name=$1 bin kc
+	local name=$1 bin kc log
 	bin=$(bindir)
 	kc=$(kubeconfig "$name")
+	log="$KWOK_WORKDIR/$name.up.log"
 	# Test processes of several packages may ask at once: one starts, the others reuse.
 	mkdir -p "$KWOK_WORKDIR"
 	exec 9>"$KWOK_WORKDIR/$name.lock"
@@ -75,7 +76,8 @@ up() {
 	"$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kc" >/dev/null 2>&1 || true
 	rm -f "$kc"
 	log "starting cluster $name"
-	"$bin/kwokctl" create cluster --name "$name" --runtime binary \
+	# 9>&-: the cluster's daemons must not inherit (and hold) the lock.
+	"$bin/kwokctl" create cluster --name "$name" --runtime binary 9>&- \
 		--kubeconfig "$kc" \
 		--etcd-binary "$bin/etcd" \
 		--kube-apiserver-binary "$bin/kube-apiserver" \
@@ -84,16 +86,18 @@ up() {
 		--kwok-controller-binary "$bin/kwok" \
 		--kube-audit-policy "$here/audit-policy.yaml" \
 		--disable-qps-limits \
-		--wait 2m >&2
-	"$bin/kwokctl" scale node --name "$name" --replicas "$NODES" >&2
-	"$bin/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node --all --timeout=2m >&2
+		--wait 2m >"$log" 2>&1 || { cat "$log" >&2; return 1; }
+	"$bin/kwokctl" scale node --name "$name" --replicas "$NODES" >>"$log" 2>&1 9>&- || { cat "$log" >&2; return 1; }
+	"$bin/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node --all --timeout=2m >>"$log" 2>&1 || { cat "$log" >&2; return 1; }
+	log "cluster $name is up with $NODES nodes"
 	echo "$kc"
 }
 
 down() {
 	local name=$1 bin
 	bin=$(bindir)
-	"$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$(kubeconfig "$name")" >&2 || true
+	"$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$(kubeconfig "$name")" >/dev/null 2>&1 || true
+	log "cluster $name is down"
 	rm -f "$(kubeconfig "$name")"
 }
 
