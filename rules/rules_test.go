@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,12 +175,12 @@ func TestPathFields(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(string(tc.path), func(t *testing.T) {
 			got := tc.path.Fields()
-			if strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
+			if !slices.Equal(got, tc.want) {
 				t.Errorf("Fields = %q, want %q", got, tc.want)
 			}
 			// Callers append to the result; that must not reach another call's slice.
-			_ = append(got, "matchLabels")
-			if again := tc.path.Fields(); len(again) != len(tc.want) {
+			extended := append(got, "matchLabels")
+			if again := tc.path.Fields(); !slices.Equal(again, tc.want) || len(extended) != len(tc.want)+1 {
 				t.Errorf("Fields changed after an append: %q", again)
 			}
 		})
