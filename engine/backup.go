@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
 
 	"relabel.dev/relabel/rules"
@@ -124,8 +125,14 @@ func readManifest(path string) (*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Through JSON with apimachinery's decoder, so integers stay int64 as
+	// they are in objects read from the API server.
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", path, err)
+	}
 	obj := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+	if err := json.Unmarshal(js, &obj.Object); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", path, err)
 	}
 	if obj.GetName() == "" || obj.GetKind() == "" {

@@ -79,8 +79,9 @@ func (om objectMigration) run(ctx context.Context) error {
 			return om.finish(ctx, original, temp)
 
 		default:
-			deleted, err := om.replace(ctx, original, temp)
-			if err != nil || !deleted {
+			// Whether the original was replaced or changed meanwhile, the
+			// next pass reads the cluster again and takes it from there.
+			if err := om.replace(ctx, original, temp); err != nil {
 				return err
 			}
 		}
@@ -96,27 +97,27 @@ func (om objectMigration) isOurCopy(temp *unstructured.Unstructured) bool {
 	return workload.IsTemp(temp) && temp.GetAnnotations()[workload.OriginNameAnnotation] == om.item.Name
 }
 
-// replace backs up the original, runs the copy until it is ready and deletes
-// the original. It reports whether the original was deleted; false with no
-// error means the original changed meanwhile and the caller reads again.
-func (om objectMigration) replace(ctx context.Context, original, temp *unstructured.Unstructured) (bool, error) {
+// replace backs up the original, runs the copy until it is ready, deletes
+// the original and recreates it. It returns early, without error, when the
+// original changed meanwhile: the caller reads again.
+func (om objectMigration) replace(ctx context.Context, original, temp *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
 	if _, err := om.Backups.Write(kind, original); err != nil {
-		return false, err
+		return err
 	}
 	om.report(it, om.start, StepBackedUp, "")
 
 	if temp == nil {
 		copy, err := workload.TempCopy(original, kind, om.tempName(), om.Label)
 		if err != nil {
-			return false, errorf(it, "building the copy: %w", err)
+			return errorf(it, "building the copy: %w", err)
 		}
 		temp, err = om.client().Create(ctx, copy, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
-			return false, nil // created by an earlier pass; read again
+			return nil // created by an earlier pass; read again
 		}
 		if err != nil {
-			return false, errorf(it, "creating the copy %s: %w", copy.GetName(), err)
+			return errorf(it, "creating the copy %s: %w", copy.GetName(), err)
 		}
 		om.report(it, om.start, StepCopyCreated, temp.GetName())
 		om.event(original, "CopyCreated", "relabel created %s to serve while %s is replaced", temp.GetName(), it.Name)
@@ -125,9 +126,9 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 	if err := om.watch.waitFor(ctx, kind, it.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be ready", om.Timeout, readyCond(kind, string(temp.GetUID()))); err != nil {
 		var timeout errWaitTimeout
 		if errors.As(err, &timeout) {
-			return false, om.rollBack(ctx, temp, err)
+			return om.rollBack(ctx, temp, err)
 		}
-		return false, err
+		return err
 	}
 	om.report(it, om.start, StepCopyReady, temp.GetName())
 
@@ -141,18 +142,18 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 	})
 	switch {
 	case apierrors.IsConflict(err):
-		return false, nil
+		return nil
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return false, errorf(it, "deleting the original: %w", err)
+		return errorf(it, "deleting the original: %w", err)
 	}
 	om.report(it, om.start, StepOriginalDeleted, "")
 	// From here on the original must come back, even after Ctrl-C.
 	ctx = context.WithoutCancel(ctx)
 	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, "the original to be gone", 0, goneCond(string(uid))); err != nil {
-		return false, err
+		return err
 	}
-	return true, om.recreate(ctx, temp)
+	return om.recreate(ctx, temp)
 }
 
 // recreate creates the original again, with the label, from its backup or,

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -148,8 +149,9 @@ func migrateAction(c *cli.Context) error {
 		return err
 	}
 	if clients.Namespace != "" {
-		if _, err := clients.Kube.CoreV1().Namespaces().Get(ctx, clients.Namespace, metaGet); err != nil {
-			return UsageError{Err: fmt.Errorf("namespace %s: %w", clients.Namespace, err)}
+		// Users limited to one namespace may not read namespaces; only a clear "not found" stops here.
+		if _, err := clients.Kube.CoreV1().Namespaces().Get(ctx, clients.Namespace, metaGet); apierrors.IsNotFound(err) {
+			return UsageError{Err: fmt.Errorf("namespace %s does not exist", clients.Namespace)}
 		}
 	}
 	scope := engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The audit benchmark: `relabel audit` against `kubectl get` of the same
+# workload kinds, on a dedicated local cluster (relabel-bench) holding
+# BENCH_NAMESPACES namespaces, each with BENCH_DEPLOYMENTS_PER_NS Deployments
+# (scaled to zero) and BENCH_ROLLOUTS_PER_NS Rollout custom resources.
+#
+#   bash bench/audit.sh
+#   BENCH_NAMESPACES=2 BENCH_DEPLOYMENTS_PER_NS=10 BENCH_ROLLOUTS_PER_NS=2 bash bench/audit.sh   # smoke run
+#
+# Environment:
+#   BENCH_NAMESPACES          namespaces bench-000, bench-001, ... (default 100)
+#   BENCH_DEPLOYMENTS_PER_NS  Deployments per namespace (default 100)
+#   BENCH_ROLLOUTS_PER_NS     Rollouts per namespace (default 10)
+#   BENCH_RUNS                timed runs of each command (default 3)
+#   BENCH_WORKERS             concurrent create requests while loading (default 16)
+#   BENCH_SETTLE_SECONDS      pause after a fresh load, once the controllers caught up (default 20)
+#   BENCH_OUT                 also write the report to this file
+#
+# The data set is loaded once; the ConfigMap default/relabel-bench records
+# what was loaded, and a later run with the same dimensions reuses it. The
+# cluster keeps running: `bash internal/cluster/cluster.sh down relabel-bench`
+# removes it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+namespaces=${BENCH_NAMESPACES:-100}
+deployments=${BENCH_DEPLOYMENTS_PER_NS:-100}
+rollouts=${BENCH_ROLLOUTS_PER_NS:-10}
+runs=${BENCH_RUNS:-3}
+workers=${BENCH_WORKERS:-16}
+settle=${BENCH_SETTLE_SECONDS:-20}
+cluster=relabel-bench
+
+log() { echo "bench: $*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+for v in namespaces deployments rollouts runs workers settle; do
+	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, not '${!v}'"
+done
+((runs > 0)) || die "BENCH_RUNS must be positive"
+((namespaces > 0)) || die "BENCH_NAMESPACES must be positive"
+
+if [[ ! -x /usr/bin/time ]]; then
+	log "installing GNU time"
+	sudo=()
+	((EUID == 0)) || sudo=(sudo)
+	"${sudo[@]}" apt-get update -qq
+	"${sudo[@]}" apt-get install -y -qq time >/dev/null
+fi
+command -v jq >/dev/null || die "jq is required"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/relabel-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+log "starting (or reusing) cluster $cluster"
+kubeconfig=$(bash internal/cluster/cluster.sh up "$cluster")
+bin=$(bash internal/cluster/cluster.sh bin)
+kubectl=$bin/kubectl
+k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+log "building relabel"
+go build -trimpath -ldflags '-s -w' -o "$work/relabel" .
+relabel=$work/relabel
+
+# count RESOURCE_PATH: how many objects the API serves there, from one
+# single-item page and its remainingItemCount.
+count() {
+	k get --raw "$1?limit=1" | jq '(.items | length) + (.metadata.remainingItemCount // 0)'
+}
+
+dataset="namespaces=$namespaces deploymentsPerNamespace=$deployments rolloutsPerNamespace=$rollouts"
+loaded=$(k get configmap relabel-bench -n default -o jsonpath='{.data.dataset}' 2>/dev/null || true)
+if [[ $loaded == "$dataset" ]]; then
+	log "data set already loaded ($dataset)"
+else
+	log "loading $dataset"
+	go run ./bench/load --kubeconfig "$kubeconfig" --crd testdata/crd-rollout.yaml \
+		--namespaces "$namespaces" --deployments-per-namespace "$deployments" \
+		--rollouts-per-namespace "$rollouts" --workers "$workers"
+	# The Deployment controller creates a ReplicaSet for each new Deployment
+	# and updates its status; measure only once it has caught up.
+	log "waiting for the Deployment controller to catch up"
+	deadline=$((SECONDS + 900))
+	while :; do
+		want=$(count /apis/apps/v1/deployments)
+		have=$(count /apis/apps/v1/replicasets)
+		((have >= want)) && break
+		((SECONDS < deadline)) || die "only $have ReplicaSets for $want Deployments after 15 minutes"
+		log "$have/$want ReplicaSets"
+		sleep 10
+	done
+	sleep "$settle"
+fi
+
+objects_deploy=$(count /apis/apps/v1/deployments)
+objects_sts=$(count /apis/apps/v1/statefulsets)
+objects_ds=$(count /apis/apps/v1/daemonsets)
+objects_ro=$(count /apis/demo.relabel.dev/v1alpha1/rollouts 2>/dev/null || echo 0)
+size=$(k get --raw "/apis/apps/v1/namespaces/bench-000/deployments/app-0000" | wc -c)
+
+relabel_cmd=("$relabel" audit --kubeconfig "$kubeconfig" --label stage -A -o json)
+kubectl_cmd=("$kubectl" --kubeconfig "$kubeconfig" get deployments,statefulsets,daemonsets,rollouts.demo.relabel.dev -A -o json)
+
+# measure NAME CMD...: one run, appends "wall_seconds peak_rss_kib" to $work/times.NAME.
+measure() {
+	local name=$1
+	shift
+	if ! /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/stderr"; then
+		cat "$work/stderr" "$work/time" >&2
+		die "$name failed: $*"
+	fi
+	tail -n1 "$work/time" >>"$work/times.$name"
+}
+
+# A warm-up run of each fills the API server's caches and kubectl's discovery cache.
+log "warm-up"
+"${relabel_cmd[@]}" >"$work/audit.json"
+"${kubectl_cmd[@]}" >/dev/null
+audited=$(jq '.summary.objects' "$work/audit.json")
+lacking=$(jq '.summary.lacking' "$work/audit.json")
+
+# Interleaved, so that load from elsewhere on the machine hits both alike.
+for ((i = 1; i <= runs; i++)); do
+	log "run $i/$runs"
+	measure relabel "${relabel_cmd[@]}"
+	measure kubectl "${kubectl_cmd[@]}"
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+wall() { awk '{ print $1 }' "$work/times.$1" | median; }
+rss() { awk '{ printf "%.1f\n", $2 / 1024 }' "$work/times.$1" | median; }
+runs_of() { awk '{ printf "%s%.2fs/%.1fMiB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/times.$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+relabel_wall=$(wall relabel) relabel_rss=$(rss relabel)
+kubectl_wall=$(wall kubectl) kubectl_rss=$(rss kubectl)
+wall_ratio=$(ratio "$relabel_wall" "$kubectl_wall")
+rss_ratio=$(ratio "$relabel_rss" "$kubectl_rss")
+faster=$(awk -v r="$wall_ratio" 'BEGIN { print (r < 1 ? "yes" : "no") }')
+lighter=$(awk -v r="$rss_ratio" 'BEGIN { print (r < 0.5 ? "yes" : "no") }')
+
+report() {
+	echo "relabel audit benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, $(uname -sr)"
+	echo "relabel $(git describe --tags --always --dirty 2>/dev/null || echo dev), $(go version | awk '{ print $3 }'), kubectl $("$kubectl" version --client -o json | jq -r .clientVersion.gitVersion)"
+	echo "cluster $cluster ($kubeconfig): $objects_deploy Deployments, $objects_sts StatefulSets, $objects_ds DaemonSets, $objects_ro Rollouts; a Deployment is $size bytes as JSON"
+	echo "relabel audited $audited objects, $lacking lack the label"
+	echo
+	printf '%-16s %14s %18s   %s\n' COMMAND "WALL s (median)" "PEAK RSS MiB (med)" "RUNS (wall/peak RSS)"
+	printf '%-16s %14s %18s   %s\n' "relabel audit" "$relabel_wall" "$relabel_rss" "$(runs_of relabel)"
+	printf '%-16s %14s %18s   %s\n' "kubectl get" "$kubectl_wall" "$kubectl_rss" "$(runs_of kubectl)"
+	printf '%-16s %14s %18s\n' "relabel/kubectl" "$wall_ratio" "$rss_ratio"
+	echo
+	echo "  relabel audit: ${relabel_cmd[*]/#$work\//} >/dev/null"
+	echo "  kubectl get:   ${kubectl_cmd[*]/#$bin\//} >/dev/null"
+	echo "relabel faster than kubectl: $faster; relabel peak RSS under half of kubectl's: $lighter"
+}
+if [[ -n ${BENCH_OUT:-} ]]; then
+	report | tee "$BENCH_OUT"
+else
+	report
+fi
