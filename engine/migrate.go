@@ -32,6 +32,8 @@ const (
 	StepCopyDeleted     Step = "copy-deleted"
 	StepRolledBack      Step = "rolled-back"
 	StepDryRun          Step = "dry-run"
+	// StepFinished ends every object's migration; Progress.Outcome says how.
+	StepFinished Step = "finished"
 )
 
 // Progress is one step of one object, reported as it happens.
@@ -41,6 +43,8 @@ type Progress struct {
 	Step    Step
 	Elapsed time.Duration // since the object's migration started
 	Message string
+	// Outcome is set with StepFinished.
+	Outcome Outcome
 }
 
 // Outcome is how an object's migration ended.
@@ -155,6 +159,9 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 		if finished[i] == nil {
 			finished[i] = &r
 			done++
+			if m.OnProgress != nil {
+				m.OnProgress(Progress{Time: time.Now(), Item: r.Item, Step: StepFinished, Elapsed: r.Duration, Message: r.Message, Outcome: r.Outcome})
+			}
 		}
 		if done == len(todo) {
 			queue.ShutDown()
