@@ -199,6 +199,12 @@ func TestMigrateEveryKind(t *testing.T) {
 		}
 	}
 
+	// Events tell the story in kubectl describe.
+	testcluster.Eventually(t, 30*time.Second, "a Relabelled event on deployment web", func(ctx context.Context) (bool, error) {
+		events, err := c.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=web,reason=Relabelled"})
+		return err == nil && len(events.Items) > 0 && events.Items[0].Source.Component == "relabel", err
+	})
+
 	t.Run("rerun is a no-op", func(t *testing.T) {
 		uids := map[string]string{}
 		for _, w := range demoWorkloads {
@@ -314,6 +320,15 @@ func TestDryRunWritesNothing(t *testing.T) {
 			assertUntouched(t, c, ns, before)
 		})
 	}
+	t.Run("diff", func(t *testing.T) {
+		r := relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--gvr", "deploy", "-l", "app=web", "--dry-run", "client")
+		for _, want := range []string{"+++ web (recreated)", "+      stage: production", "+++ web-temp (copy)", "+  name: web-temp"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("the dry run's diff lacks %q", want)
+			}
+		}
+		assertUntouched(t, c, ns, before)
+	})
 }
 
 func TestRefusesWithoutConfirmation(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
@@ -63,6 +62,8 @@ type Result struct {
 	Outcome  Outcome
 	Duration time.Duration
 	Message  string
+	// Diff shows, for a dry run, the copy and the recreated object against the original.
+	Diff string
 }
 
 // DryRun modes.
@@ -94,8 +95,8 @@ type Options struct {
 type Migrator struct {
 	Dynamic dynamic.Interface
 	Backups Backups
-	// Recorder records Kubernetes Events on the objects; nil records none.
-	Recorder record.EventRecorder
+	// Events records Kubernetes Events on the objects; nil records none.
+	Events *Events
 	// OnProgress is called for every step, from several goroutines at once.
 	OnProgress func(Progress)
 	Options
@@ -248,8 +249,8 @@ func (m *Migrator) report(it Item, start time.Time, step Step, msg string) {
 }
 
 func (m *Migrator) event(obj *unstructured.Unstructured, reason, format string, args ...any) {
-	if m.Recorder != nil && obj != nil {
-		m.Recorder.Eventf(obj, "Normal", reason, format, args...)
+	if obj != nil {
+		m.Events.Eventf(obj, reason, format, args...)
 	}
 }
 

@@ -248,6 +248,15 @@ func (m *Migrator) dryRun(ctx context.Context, it Item) Result {
 		return fail(errorf(it, "building the new object: %w", err))
 	}
 	msg := fmt.Sprintf("would create %s, then replace %s", tempName, it.Name)
+	base := workload.ForCreate(original)
+	copyDiff, err := manifestDiff(it.Name, tempName+" (copy)", base, temp)
+	if err != nil {
+		return fail(errorf(it, "%w", err))
+	}
+	newDiff, err := manifestDiff(it.Name, it.Name+" (recreated)", base, recreated)
+	if err != nil {
+		return fail(errorf(it, "%w", err))
+	}
 	if m.DryRun == DryRunServer {
 		opts := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 		if _, err := client.Create(ctx, temp, opts); err != nil {
@@ -262,5 +271,5 @@ func (m *Migrator) dryRun(ctx context.Context, it Item) Result {
 		msg += "; the API server accepts both"
 	}
 	m.report(it, start, StepDryRun, msg)
-	return Result{Item: it, Outcome: Skipped, Duration: time.Since(start), Message: "dry run: " + msg}
+	return Result{Item: it, Outcome: Skipped, Duration: time.Since(start), Message: "dry run: " + msg, Diff: copyDiff + newDiff}
 }

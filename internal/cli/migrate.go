@@ -13,12 +13,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 
 	"relabel.dev/relabel/engine"
 	workload "relabel.dev/relabel/unstructured"
@@ -184,16 +180,15 @@ func migrateAction(c *cli.Context) error {
 		}
 	}
 
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clients.Kube.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
+	events := &engine.Events{Client: clients.Kube.CoreV1()}
+	defer events.Wait()
 
 	progress := newProgressPrinter(stderr, act, crashStep())
 	defer progress.close()
 	m := &engine.Migrator{
 		Dynamic:    clients.Dynamic,
 		Backups:    backups,
-		Recorder:   broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "relabel"}),
+		Events:     events,
 		OnProgress: progress.print,
 		Options: engine.Options{
 			Label: cfg.Label, TempSuffix: cfg.TempSuffix, Timeout: cfg.Timeout, Concurrency: cfg.Concurrency,
@@ -358,6 +353,11 @@ func printMigrationReport(w io.Writer, cfg MigrateConfig, results []engine.Resul
 	if len(results) == 0 {
 		fmt.Fprintln(w, "Nothing to migrate.")
 		return nil
+	}
+	for _, r := range results {
+		if r.Diff != "" {
+			fmt.Fprintf(w, "# %s %s\n%s\n", r.Item.Kind.Kind, r.Item.Ref(), r.Diff)
+		}
 	}
 	t := newTable(w, "NAMESPACE", "KIND", "NAME", "RESULT", "DURATION", "MESSAGE")
 	for _, r := range report.Items {
