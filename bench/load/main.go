@@ -121,12 +121,11 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Fprintf(os.Stderr, "load: %d namespaces ready after %s\n", len(namespaces), since(start))
 
-	if o.rollouts > 0 {
-		if err := l.createCRD(ctx, o.crd); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "load: CustomResourceDefinition established after %s\n", since(start))
+	// The CRD even without Rollouts, so that listing rollouts works.
+	if err := l.createCRD(ctx, o.crd); err != nil {
+		return err
 	}
+	fmt.Fprintf(os.Stderr, "load: CustomResourceDefinition established after %s\n", since(start))
 
 	// Rollouts first: there are fewer and no controller reacts to them.
 	perNamespace := o.rollouts + o.deployments
@@ -160,7 +159,7 @@ func run(ctx context.Context, o options) error {
 	if err := l.writeMarker(ctx, Dataset(o.namespaces, o.deployments, o.rollouts)); err != nil {
 		return err
 	}
-	fmt.Printf("load: %d namespaces, %d Deployments, %d Rollouts (%d created, %d already present) in %s\n",
+	fmt.Printf("load: %d namespaces, %d Deployments, %d Rollouts (%d objects created, %d already present) in %s\n",
 		o.namespaces, o.namespaces*o.deployments, o.namespaces*o.rollouts, l.created.Load(), l.existing.Load(), since(start))
 	return nil
 }
