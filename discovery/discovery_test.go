@@ -168,7 +168,7 @@ func TestDiscover(t *testing.T) {
 					"demo.relabel.dev/v1alpha1/rollouts": rolloutKind(),
 				}
 				for _, k := range found.Workloads {
-					if k != want[k.GVRString()] {
+					if !reflect.DeepEqual(k, want[k.GVRString()]) {
 						t.Errorf("workload %s = %+v\nwant %+v", k.GVRString(), k, want[k.GVRString()])
 					}
 				}

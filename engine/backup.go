@@ -175,3 +175,61 @@ func writeAtomic(path string, data []byte) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// An adopt marker records, next to the backup, that the original was (or is
+// about to be) orphan-deleted: without a copy in the cluster, it is how a
+// rerun knows the object must come back. It holds the old object's UID.
+func (b Backups) markerPath(kind rules.Kind, namespace, name string) string {
+	return strings.TrimSuffix(b.path(kind, namespace, name), ".yaml") + ".adopt"
+}
+
+// MarkAdopt writes the marker.
+func (b Backups) MarkAdopt(kind rules.Kind, namespace, name, uid string) error {
+	if err := writeAtomic(b.markerPath(kind, namespace, name), []byte(uid)); err != nil {
+		return fmt.Errorf("marking %s/%s as being adopted: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// AdoptMarker returns the old UID recorded by MarkAdopt, or "".
+func (b Backups) AdoptMarker(kind rules.Kind, namespace, name string) (string, error) {
+	data, err := os.ReadFile(b.markerPath(kind, namespace, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the adopt marker of %s/%s: %w", namespace, name, err)
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// ClearAdopt removes the marker once the migration is finished.
+func (b Backups) ClearAdopt(kind rules.Kind, namespace, name string) error {
+	if err := os.Remove(b.markerPath(kind, namespace, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clearing the adopt marker of %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// AdoptMarkers lists namespace/name of the kind's objects with a marker.
+func (b Backups) AdoptMarkers(kind rules.Kind, namespace string) ([][2]string, error) {
+	pattern := filepath.Join(filepath.Dir(b.path(kind, "NS", "x")), "*.adopt")
+	if namespace == "" {
+		pattern = strings.Replace(pattern, string(filepath.Separator)+"NS"+string(filepath.Separator), string(filepath.Separator)+"*"+string(filepath.Separator), 1)
+	} else {
+		pattern = strings.Replace(pattern, string(filepath.Separator)+"NS"+string(filepath.Separator), string(filepath.Separator)+namespace+string(filepath.Separator), 1)
+	}
+	matches, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("listing adopt markers: %w", err)
+	}
+	var out [][2]string
+	for _, m := range matches {
+		ns := filepath.Base(filepath.Dir(filepath.Dir(m)))
+		if ns == clusterScoped {
+			ns = ""
+		}
+		out = append(out, [2]string{ns, strings.TrimSuffix(filepath.Base(m), ".adopt")})
+	}
+	return out, nil
+}

@@ -197,7 +197,11 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 				start := started[i]
 				mu.Unlock()
 				om := objectMigration{Migrator: m, watch: w, item: todo[i], start: start}
-				err := om.run(ctx)
+				run := om.run
+				if om.item.Strategy == rules.Adopt {
+					run = om.runAdopt
+				}
+				err := run(ctx)
 				switch {
 				case err == nil:
 					queue.Forget(i)

@@ -165,6 +165,9 @@ func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstr
 		return errorf(it, "reading the backup: %w", err)
 	}
 	if source == nil {
+		if temp == nil {
+			return errorf(it, "no backup in %s to recreate it from; run relabel restore with the right --backup-dir", om.Backups.Dir)
+		}
 		if source, err = workload.OriginalFromCopy(temp, kind); err != nil {
 			return errorf(it, "no backup, and the copy cannot stand in for one: %w", err)
 		}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -56,6 +57,38 @@ type PlanOptions struct {
 	// NamespaceGiven is set when the user named the namespace: kube-system
 	// is then taken too.
 	NamespaceGiven bool
+	// Strategy is auto (the kind's default, adjusted per object), temp-copy or adopt.
+	Strategy rules.Strategy
+	// Backups holds adopt markers of interrupted runs; nil finds none.
+	Backups *Backups
+}
+
+// ErrStrategyRefused marks a strategy that cannot work for an object.
+var ErrStrategyRefused = errors.New("strategy refused")
+
+// chooseStrategy picks how to migrate obj and says why.
+func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules.Strategy) (rules.Strategy, string, error) {
+	hostPorts := kind.HostPortsBlockCopy && len(workload.HostPorts(obj, kind)) > 0
+	switch asked {
+	case rules.TempCopy:
+		if hostPorts {
+			return "", "", fmt.Errorf("%w: %s %s/%s uses host ports %v; a copy could never be scheduled next to it: use --strategy adopt or auto",
+				ErrStrategyRefused, kind.Kind, obj.GetNamespace(), obj.GetName(), workload.HostPorts(obj, kind))
+		}
+		return rules.TempCopy, "asked", nil
+	case rules.Adopt:
+		if !kind.CanAdopt() {
+			return "", "", fmt.Errorf("%w: %s has no adopt rule (what its controller owns); use --strategy temp-copy", ErrStrategyRefused, kind.Kind)
+		}
+		return rules.Adopt, "asked", nil
+	}
+	switch {
+	case hostPorts && kind.CanAdopt():
+		return rules.Adopt, "its pods use host ports", nil
+	case kind.Strategy == rules.Adopt && kind.CanAdopt():
+		return rules.Adopt, "the kind's default", nil
+	}
+	return rules.TempCopy, "the kind's default", nil
 }
 
 // Plan lists the objects in scope and decides what to do with each. It
@@ -90,6 +123,26 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 			}
 			items = append(items, Item{Kind: kind, Namespace: t.namespace, Name: t.origin, Action: ActionResume,
 				Strategy: rules.TempCopy, Reason: "original missing, its temporary copy exists"})
+		}
+		// An original orphan-deleted by adopt comes back from its backup; a
+		// relabelled one still has its old revisions to clean up.
+		if opts.Backups != nil {
+			markers, err := opts.Backups.AdoptMarkers(kind, scope.Namespace)
+			if err != nil {
+				return nil, err
+			}
+			for _, mk := range markers {
+				if originals[mk[0]+"/"+mk[1]] {
+					for i := range items {
+						if it := &items[i]; it.Kind.GVR() == kind.GVR() && it.Namespace == mk[0] && it.Name == mk[1] && it.Action == ActionSkip && it.Reason == reasonLabelled {
+							it.Action, it.Strategy, it.Reason = ActionResume, rules.Adopt, "labelled, adoption not finished"
+						}
+					}
+					continue
+				}
+				items = append(items, Item{Kind: kind, Namespace: mk[0], Name: mk[1], Action: ActionResume,
+					Strategy: rules.Adopt, Reason: "original missing after its orphan delete"})
+			}
 		}
 		// A copy left next to a finished original is cleaned up.
 		for i := range items {
@@ -134,6 +187,11 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 		it.Action, it.Reason = ActionSkip, "being deleted"
 	default:
 		it.Action = ActionMigrate
+		strategy, why, err := chooseStrategy(kind, obj, opts.Strategy)
+		if err != nil {
+			return it, err
+		}
+		it.Strategy, it.Reason = strategy, why
 		probe := workload.ForCreate(obj)
 		if err := workload.AddLabel(probe, kind, opts.Label); err != nil {
 			it.Action, it.Reason = ActionSkip, err.Error()

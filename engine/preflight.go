@@ -9,6 +9,8 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
+
+	"relabel.dev/relabel/rules"
 )
 
 // Verbs a migration needs on each workload resource.
@@ -50,6 +52,18 @@ func RequiredPermissions(items []Item) []Permission {
 			add(Permission{Group: it.Kind.Group, Resource: it.Kind.Resource, Verb: verb, Namespace: it.Namespace})
 		}
 		add(Permission{Resource: "events", Verb: "create", Namespace: it.Namespace})
+		if it.Strategy != rules.Adopt {
+			continue
+		}
+		for _, dep := range it.Kind.Owned {
+			verb := "patch"
+			if dep.Action == rules.DeleteOrphans {
+				verb = "delete"
+			}
+			for _, v := range []string{"list", verb} {
+				add(Permission{Group: dep.Group, Resource: dep.Resource, Verb: v, Namespace: it.Namespace})
+			}
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out

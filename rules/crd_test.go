@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -36,7 +37,7 @@ func TestFromCRDFiles(t *testing.T) {
 			if reason != tc.wantReason {
 				t.Errorf("reason = %q, want %q", reason, tc.wantReason)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("FromCRD = %+v\nwant %+v", got, tc.want)
 			}
 			if reason == "" {
@@ -166,7 +167,7 @@ func TestFromCRD(t *testing.T) {
 				t.Fatalf("reason = %q, want %q", reason, tc.wantReason)
 			}
 			if reason != "" {
-				if got != (Kind{}) {
+				if !reflect.DeepEqual(got, Kind{}) {
 					t.Errorf("FromCRD = %+v along with a reason", got)
 				}
 				return
@@ -176,7 +177,7 @@ func TestFromCRD(t *testing.T) {
 				SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
 				Strategy: TempCopy, MaxNameLength: 63, Readiness: ReadinessKstatus, Source: SourceCRD,
 			}
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("FromCRD = %+v\nwant %+v", got, want)
 			}
 			if err := got.Validate(); err != nil {

@@ -48,7 +48,49 @@ type Kind struct {
 	Readiness string `json:"readiness,omitempty"`
 	// Source says where the facts came from: builtin, crd or a rules file.
 	Source string `json:"source"`
+	// HostPortsBlockCopy: a copy of an object whose pods use host ports can
+	// never be scheduled (one pod per node, as for DaemonSets).
+	HostPortsBlockCopy bool `json:"hostPortsBlockCopy,omitempty"`
+	// Owned lists what the kind's controller owns, for the adopt strategy;
+	// a kind without it can only be migrated with a temporary copy.
+	Owned []Owned `json:"owned,omitempty"`
 }
+
+// Owned is a resource a workload's controller owns, and what the adopt
+// strategy does with it.
+type Owned struct {
+	Group    string      `json:"group"`
+	Version  string      `json:"version"`
+	Resource string      `json:"resource"`
+	Action   OwnedAction `json:"action"`
+	// Indirect: owned through another entry (a Deployment's pods belong to its ReplicaSets).
+	Indirect bool `json:"indirect,omitempty"`
+}
+
+// GVR is the owned resource.
+func (o Owned) GVR() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: o.Group, Version: o.Version, Resource: o.Resource}
+}
+
+// OwnedAction is what adopt does with an owned object.
+type OwnedAction string
+
+const (
+	// Relabel adds the label before the owner is orphan-deleted, so that the
+	// recreated owner adopts the object.
+	Relabel OwnedAction = "relabel"
+	// DeleteOrphans removes, once the recreated owner is ready, the objects
+	// the old owner left behind (its revision history).
+	DeleteOrphans OwnedAction = "delete-orphans"
+)
+
+// CanAdopt says whether the adopt strategy knows what the kind owns.
+func (k Kind) CanAdopt() bool { return len(k.Owned) > 0 }
+
+var (
+	pods                = Owned{Version: "v1", Resource: "pods", Action: Relabel}
+	controllerRevisions = Owned{Group: "apps", Version: "v1", Resource: "controllerrevisions", Action: DeleteOrphans}
+)
 
 // GroupKind identifies the kind.
 func (k Kind) GroupKind() schema.GroupKind { return schema.GroupKind{Group: k.Group, Kind: k.Kind} }
@@ -92,17 +134,22 @@ var builtin = map[schema.GroupKind]Kind{
 		Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
 		Strategy: TempCopy, MaxNameLength: 253, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+		// The recreated Deployment adopts the old ReplicaSet by its labels and rolls it down.
+		Owned: []Owned{{Group: "apps", Version: "v1", Resource: "replicasets", Action: Relabel}, {Version: "v1", Resource: "pods", Action: Relabel, Indirect: true}},
 	},
-	// The controller-revision-hash label is "<name>-<hash>" and must fit 63 characters.
+	// The controller-revision-hash label is "<name>-<hash>" and must fit 63
+	// characters. A copy would get new pods and new, empty volumes: adopt.
 	{Group: "apps", Kind: "StatefulSet"}: {
 		Group: "apps", Version: "v1", Kind: "StatefulSet", Resource: "statefulsets", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
-		Strategy: TempCopy, MaxNameLength: 52, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+		Strategy: Adopt, MaxNameLength: 52, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+		Owned: []Owned{pods, controllerRevisions},
 	},
 	{Group: "apps", Kind: "DaemonSet"}: {
 		Group: "apps", Version: "v1", Kind: "DaemonSet", Resource: "daemonsets", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
-		Strategy: TempCopy, MaxNameLength: 63, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+		Strategy: Adopt, MaxNameLength: 63, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+		HostPortsBlockCopy: true, Owned: []Owned{pods, controllerRevisions},
 	},
 }
 
@@ -125,6 +172,9 @@ func SkipReason(gk schema.GroupKind) (string, bool) {
 	r, ok := skipped[gk]
 	return r, ok
 }
+
+// StrategyAuto picks a strategy per object.
+const StrategyAuto Strategy = "auto"
 
 // Validate checks that a kind's facts are usable.
 func (k Kind) Validate() error {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -16,10 +17,11 @@ func TestBuiltin(t *testing.T) {
 		resource  string
 		maxName   int
 		gvr       string
+		strategy  Strategy
 	}{
-		{name: "deployment", gk: schema.GroupKind{Group: "apps", Kind: "Deployment"}, wantFound: true, resource: "deployments", maxName: 253, gvr: "apps/v1/deployments"},
-		{name: "statefulset", gk: schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, wantFound: true, resource: "statefulsets", maxName: 52, gvr: "apps/v1/statefulsets"},
-		{name: "daemonset", gk: schema.GroupKind{Group: "apps", Kind: "DaemonSet"}, wantFound: true, resource: "daemonsets", maxName: 63, gvr: "apps/v1/daemonsets"},
+		{name: "deployment", gk: schema.GroupKind{Group: "apps", Kind: "Deployment"}, wantFound: true, resource: "deployments", maxName: 253, gvr: "apps/v1/deployments", strategy: TempCopy},
+		{name: "statefulset", gk: schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, wantFound: true, resource: "statefulsets", maxName: 52, gvr: "apps/v1/statefulsets", strategy: Adopt},
+		{name: "daemonset", gk: schema.GroupKind{Group: "apps", Kind: "DaemonSet"}, wantFound: true, resource: "daemonsets", maxName: 63, gvr: "apps/v1/daemonsets", strategy: Adopt},
 		{name: "replicaset is not built in", gk: schema.GroupKind{Group: "apps", Kind: "ReplicaSet"}},
 		{name: "job is not built in", gk: schema.GroupKind{Group: "batch", Kind: "Job"}},
 		{name: "deployment of another group", gk: schema.GroupKind{Group: "extensions", Kind: "Deployment"}},
@@ -34,7 +36,7 @@ func TestBuiltin(t *testing.T) {
 				t.Fatalf("Builtin(%v) found = %v, want %v", tc.gk, ok, tc.wantFound)
 			}
 			if !ok {
-				if k != (Kind{}) {
+				if !reflect.DeepEqual(k, Kind{}) {
 					t.Errorf("Builtin(%v) = %+v when not found", tc.gk, k)
 				}
 				return
@@ -51,7 +53,10 @@ func TestBuiltin(t *testing.T) {
 			if k.SelectorPath != StandardSelectorPath || k.TemplateLabelsPath != StandardTemplateLabelsPath {
 				t.Errorf("paths %s, %s", k.SelectorPath, k.TemplateLabelsPath)
 			}
-			if k.Strategy != TempCopy || k.Readiness != ReadinessKstatus || k.Source != SourceBuiltin {
+			if !k.CanAdopt() {
+				t.Errorf("%s has no adopt rule", tc.gk)
+			}
+			if k.Strategy != tc.strategy || k.Readiness != ReadinessKstatus || k.Source != SourceBuiltin {
 				t.Errorf("strategy %s readiness %s source %s", k.Strategy, k.Readiness, k.Source)
 			}
 			if got := k.GVRString(); got != tc.gvr {

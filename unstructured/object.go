@@ -139,17 +139,9 @@ func addLabels(obj *unstructured.Unstructured, kind rules.Kind, add map[string]s
 // SelectorMatchesTemplate checks the invariant the API server enforces for
 // apps/v1 and relabel keeps for every kind: the selector selects the template.
 func SelectorMatchesTemplate(obj *unstructured.Unstructured, kind rules.Kind) (bool, error) {
-	raw, found, err := unstructured.NestedMap(obj.Object, kind.SelectorPath.Fields()...)
-	if err != nil || !found {
-		return false, fmt.Errorf("reading %s of %s/%s: found=%v: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), found, err)
-	}
-	var ls metav1.LabelSelector
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
-		return false, fmt.Errorf("reading %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
-	}
-	selector, err := metav1.LabelSelectorAsSelector(&ls)
+	selector, err := Selector(obj, kind)
 	if err != nil {
-		return false, fmt.Errorf("parsing %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+		return false, err
 	}
 	template, err := stringMap(obj, kind.TemplateLabelsPath)
 	if err != nil {

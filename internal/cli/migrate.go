@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"relabel.dev/relabel/engine"
+	"relabel.dev/relabel/rules"
 	workload "relabel.dev/relabel/unstructured"
 )
 
@@ -25,6 +27,7 @@ func migrateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "label", Usage: "the label to add, KEY=VALUE"},
 		&cli.StringSliceFlag{Name: "gvr", Usage: "resource to migrate (apps/v1/deployments, deploy, sts, rollouts.argoproj.io); repeatable; default: every workload kind"},
 		&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only objects matching this label selector (kubectl's -l)"},
+		&cli.StringFlag{Name: "strategy", Value: string(rules.StrategyAuto), Usage: "auto (per object: adopt for StatefulSets and DaemonSets, temp-copy otherwise), temp-copy or adopt"},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for one object's copy or new object to become ready; on expiry the copy is rolled back"},
 		&cli.IntFlag{Name: "concurrency", Value: 10, Usage: "objects migrated at once"},
 		&cli.StringFlag{Name: "backup-dir", Value: defaultBackupDir(), Usage: "where manifests are saved before any write"},
@@ -54,6 +57,7 @@ type MigrateConfig struct {
 	Label        workload.Label
 	GVRs         []string
 	Selector     string
+	Strategy     rules.Strategy
 	Timeout      time.Duration
 	Concurrency  int
 	BackupDir    string
@@ -87,6 +91,11 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 		Connection: conn, Label: label, GVRs: c.StringSlice("gvr"), Selector: selector,
 		Timeout: c.Duration("timeout"), Concurrency: c.Int("concurrency"), BackupDir: c.String("backup-dir"),
 		TempSuffix: c.String("temp-suffix"), Yes: c.Bool("yes"), IncludeOwned: c.Bool("include-owned"),
+	}
+	switch cfg.Strategy = rules.Strategy(c.String("strategy")); cfg.Strategy {
+	case rules.StrategyAuto, rules.TempCopy, rules.Adopt:
+	default:
+		return cfg, usageErrorf("--strategy %q: want auto, temp-copy or adopt", cfg.Strategy)
 	}
 	switch d := engine.DryRun(c.String("dry-run")); d {
 	case engine.DryRunNone, engine.DryRunClient, engine.DryRunServer:
@@ -151,9 +160,14 @@ func migrateAction(c *cli.Context) error {
 		}
 	}
 	scope := engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}
+	backups := engine.Backups{Dir: cfg.BackupDir}
 	items, err := engine.Plan(ctx, engine.Auditor{Dynamic: clients.Dynamic}, scope, engine.PlanOptions{
 		Label: cfg.Label, IncludeOwned: cfg.IncludeOwned, NamespaceGiven: cfg.Connection.Namespace != "",
+		Strategy: cfg.Strategy, Backups: &backups,
 	})
+	if errors.Is(err, engine.ErrStrategyRefused) {
+		return UsageError{Err: err}
+	}
 	if err != nil {
 		return err
 	}
@@ -163,7 +177,6 @@ func migrateAction(c *cli.Context) error {
 		return printMigrationReport(stdout, cfg, nil)
 	}
 
-	backups := engine.Backups{Dir: cfg.BackupDir}
 	if cfg.DryRun == engine.DryRunNone {
 		missing, err := engine.Preflight(ctx, clients.Kube.AuthorizationV1().SelfSubjectAccessReviews(), engine.RequiredPermissions(items))
 		if err != nil {

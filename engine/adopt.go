@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"relabel.dev/relabel/rules"
+	workload "relabel.dev/relabel/unstructured"
+)
+
+// Steps of the adopt strategy.
+const (
+	StepDependentsLabelled Step = "dependents-labelled"
+	StepOrphaned           Step = "original-orphaned"
+	StepOrphansDeleted     Step = "orphans-deleted"
+)
+
+// runAdopt migrates in place: the live pods (and, for a Deployment, its
+// ReplicaSets) get the label, the original is deleted with orphan
+// propagation, and the recreated object adopts what it left running; its
+// controller then rolls the pods at its own pace. Like run, every pass reads
+// the cluster and the adopt marker next to the backup, and continues from there.
+func (om objectMigration) runAdopt(ctx context.Context) error {
+	it, kind := om.item, om.item.Kind
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		original, err := om.get(ctx, it.Name)
+		if err != nil {
+			return err
+		}
+		oldUID, err := om.Backups.AdoptMarker(kind, it.Namespace, it.Name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case original == nil && oldUID == "":
+			return errorf(it, "the object no longer exists")
+
+		case original == nil:
+			// Orphan-deleted by us: label what the old object left, then bring it back.
+			ctx := context.WithoutCancel(ctx)
+			backup, err := om.Backups.Read(kind, it.Namespace, it.Name)
+			if err != nil || backup == nil {
+				return errorf(it, "the original was orphan-deleted but its backup cannot be read (%v); run relabel restore", err)
+			}
+			if err := om.labelDependents(ctx, backup, oldUID); err != nil {
+				return err
+			}
+			if err := om.recreate(ctx, nil); err != nil {
+				return err
+			}
+
+		case isComplete(original, om):
+			if oldUID == "" {
+				return nil
+			}
+			return om.finishAdopt(ctx, original)
+
+		default:
+			if err := om.orphanAndRecreate(ctx, original); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (om objectMigration) orphanAndRecreate(ctx context.Context, original *unstructured.Unstructured) error {
+	it, kind := om.item, om.item.Kind
+	if _, err := om.Backups.Write(kind, original); err != nil {
+		return err
+	}
+	om.report(it, om.start, StepBackedUp, "")
+	if err := om.labelDependents(ctx, original, string(original.GetUID())); err != nil {
+		return err
+	}
+	// From the marker on, a rerun knows the original must come back.
+	if err := om.Backups.MarkAdopt(kind, it.Namespace, it.Name, string(original.GetUID())); err != nil {
+		return err
+	}
+	uid, rv := original.GetUID(), original.GetResourceVersion()
+	orphan := metav1.DeletePropagationOrphan
+	err := om.client().Delete(ctx, it.Name, metav1.DeleteOptions{
+		Preconditions:     &metav1.Preconditions{UID: &uid, ResourceVersion: &rv},
+		PropagationPolicy: &orphan,
+	})
+	switch {
+	case apierrors.IsConflict(err):
+		return nil // changed since the backup: read again
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return errorf(it, "orphan-deleting the original: %w", err)
+	}
+	om.report(it, om.start, StepOrphaned, "")
+	om.event(original, "Orphaned", "relabel deleted %s with orphan propagation; its pods keep running and will be adopted", it.Name)
+	ctx = context.WithoutCancel(ctx)
+	// Orphan propagation holds the object until the garbage collector has
+	// released its dependents; only then is it gone.
+	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, "the original to be gone", 0, goneCond(string(uid))); err != nil {
+		return err
+	}
+	// Pods created by the old controller after the labelling are caught here.
+	if err := om.labelDependents(ctx, original, string(uid)); err != nil {
+		return err
+	}
+	return om.recreate(ctx, nil)
+}
+
+// labelDependents adds the label to what the kind's rule says the owner's
+// controller owns (directly, or through an owned object), or what it left
+// orphaned, among the objects its selector matches.
+func (om objectMigration) labelDependents(ctx context.Context, owner *unstructured.Unstructured, ownerUID string) error {
+	it, kind := om.item, om.item.Kind
+	selector, err := workload.Selector(owner, kind)
+	if err != nil {
+		return errorf(it, "%w", err)
+	}
+	owners := map[types.UID]bool{types.UID(ownerUID): true}
+	labelled := 0
+	for _, pass := range []bool{false, true} { // direct dependents first, then theirs
+		for _, dep := range kind.Owned {
+			if dep.Action != rules.Relabel || dep.Indirect != pass {
+				continue
+			}
+			client := om.Dynamic.Resource(dep.GVR()).Namespace(it.Namespace)
+			list, err := client.List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+			if err != nil {
+				return errorf(it, "listing %s: %w", dep.Resource, err)
+			}
+			for i := range list.Items {
+				obj := &list.Items[i]
+				// Ours, or left orphaned by the orphan delete; never another controller's.
+				if ref := metav1.GetControllerOf(obj); ref != nil && !owners[ref.UID] {
+					continue
+				}
+				owners[obj.GetUID()] = true
+				if obj.GetLabels()[om.Label.Key] == om.Label.Value {
+					continue
+				}
+				patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{om.Label.Key: om.Label.Value}}})
+				if _, err := client.Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+					return errorf(it, "labelling %s %s: %w", dep.Resource, obj.GetName(), err)
+				}
+				labelled++
+			}
+		}
+	}
+	if labelled > 0 {
+		om.report(it, om.start, StepDependentsLabelled, fmt.Sprintf("%d objects", labelled))
+	}
+	return nil
+}
+
+// finishAdopt waits for the recreated object to roll out over the adopted
+// pods, then removes the revision history its predecessor left behind.
+func (om objectMigration) finishAdopt(ctx context.Context, original *unstructured.Unstructured) error {
+	it, kind := om.item, om.item.Kind
+	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, string(original.GetUID()))); err != nil {
+		var timeout errWaitTimeout
+		if errors.As(err, &timeout) {
+			return errorf(it, "%w; its adopted pods keep serving, rerun to finish", err)
+		}
+		return err
+	}
+	om.report(it, om.start, StepReady, "")
+	backup, err := om.Backups.Read(kind, it.Namespace, it.Name)
+	if err != nil || backup == nil {
+		return errorf(it, "reading the backup to find the old revisions: %v", err)
+	}
+	selector, err := workload.Selector(backup, kind)
+	if err != nil {
+		return errorf(it, "%w", err)
+	}
+	deleted := 0
+	for _, dep := range kind.Owned {
+		if dep.Action != rules.DeleteOrphans {
+			continue
+		}
+		client := om.Dynamic.Resource(dep.GVR()).Namespace(it.Namespace)
+		list, err := client.List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+		if err != nil {
+			return errorf(it, "listing %s: %w", dep.Resource, err)
+		}
+		for i := range list.Items {
+			obj := &list.Items[i]
+			if metav1.GetControllerOf(obj) != nil {
+				continue
+			}
+			uid := obj.GetUID()
+			err := client.Delete(ctx, obj.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return errorf(it, "deleting the orphaned %s %s: %w", dep.Resource, obj.GetName(), err)
+			}
+			deleted++
+		}
+	}
+	om.report(it, om.start, StepOrphansDeleted, fmt.Sprintf("%d objects", deleted))
+	if err := om.Backups.ClearAdopt(kind, it.Namespace, it.Name); err != nil {
+		return err
+	}
+	om.event(original, "Relabelled", "relabel added %s; the pods were adopted in place", om.Label)
+	return nil
+}

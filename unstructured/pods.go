@@ -1,0 +1,54 @@
+package unstructured
+
+import (
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"relabel.dev/relabel/rules"
+)
+
+// Selector returns obj's label selector, parsed.
+func Selector(obj *unstructured.Unstructured, kind rules.Kind) (labels.Selector, error) {
+	raw, found, err := unstructured.NestedMap(obj.Object, kind.SelectorPath.Fields()...)
+	if err != nil || !found {
+		return nil, fmt.Errorf("reading %s of %s/%s: found=%v: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), found, err)
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
+		return nil, fmt.Errorf("reading %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(&ls)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return selector, nil
+}
+
+// HostPorts lists the host ports the pod template asks for: a second pod
+// with them cannot run on the same node.
+func HostPorts(obj *unstructured.Unstructured, kind rules.Kind) []int64 {
+	template, ok := strings.CutSuffix(string(kind.TemplateLabelsPath), ".metadata.labels")
+	if !ok {
+		return nil
+	}
+	var ports []int64
+	for _, list := range []string{"containers", "initContainers"} {
+		containers, _, _ := unstructured.NestedSlice(obj.Object, append(rules.Path(template).Fields(), "spec", list)...)
+		for _, c := range containers {
+			cm, _ := c.(map[string]interface{})
+			cports, _, _ := unstructured.NestedSlice(cm, "ports")
+			for _, p := range cports {
+				pm, _ := p.(map[string]interface{})
+				if hp, found, _ := unstructured.NestedInt64(pm, "hostPort"); found && hp > 0 {
+					ports = append(ports, hp)
+				}
+			}
+		}
+	}
+	return ports
+}
