@@ -5,7 +5,6 @@ import (
 	"os"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,8 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 
 	"relabel.dev/relabel/engine"
 	"relabel.dev/relabel/internal/cli"
@@ -42,71 +39,6 @@ func loadDemo(t *testing.T, c *testcluster.Cluster) (string, map[workloadRef]*un
 		before[w] = get(t, c, w.gvr, ns, w.name)
 	}
 	return ns, before
-}
-
-// readyPodWatcher records, per app label, the fewest ready pods seen at once.
-type readyPodWatcher struct {
-	mu     sync.Mutex
-	ready  map[string]map[string]bool // app -> pod -> ready
-	lowest map[string]int
-	stop   chan struct{}
-}
-
-func watchReadyPods(t *testing.T, c *testcluster.Cluster, ns string, apps ...string) *readyPodWatcher {
-	t.Helper()
-	w := &readyPodWatcher{ready: map[string]map[string]bool{}, lowest: map[string]int{}, stop: make(chan struct{})}
-	for _, app := range apps {
-		w.ready[app] = map[string]bool{}
-		w.lowest[app] = -1
-	}
-	factory := informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithNamespace(ns))
-	informer := factory.Core().V1().Pods().Informer()
-	update := func(obj interface{}, deleted bool) {
-		pod, ok := obj.(*corev1.Pod)
-		if !ok {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				pod, _ = tomb.Obj.(*corev1.Pod)
-			}
-		}
-		if pod == nil {
-			return
-		}
-		app := pod.Labels["app"]
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		pods, ok := w.ready[app]
-		if !ok {
-			return
-		}
-		// Terminating pods are out of a Service's endpoints.
-		pods[pod.Name] = !deleted && pod.DeletionTimestamp == nil && podReady(pod)
-		n := 0
-		for _, r := range pods {
-			if r {
-				n++
-			}
-		}
-		if w.lowest[app] == -1 || n < w.lowest[app] {
-			w.lowest[app] = n
-		}
-	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { update(obj, false) },
-		UpdateFunc: func(_, obj interface{}) { update(obj, false) },
-		DeleteFunc: func(obj interface{}) { update(obj, true) },
-	}); err != nil {
-		t.Fatal(err)
-	}
-	factory.Start(w.stop)
-	factory.WaitForCacheSync(w.stop)
-	t.Cleanup(func() { close(w.stop) })
-	return w
-}
-
-func (w *readyPodWatcher) min(app string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.lowest[app]
 }
 
 func podReady(pod *corev1.Pod) bool {
@@ -178,7 +110,7 @@ func assertNoLeftovers(t *testing.T, c *testcluster.Cluster, ns string) {
 func TestMigrateEveryKind(t *testing.T) {
 	c := testcluster.Get(t)
 	ns, before := loadDemo(t, c)
-	pods := watchReadyPods(t, c, ns, "web", "api")
+	pods := map[string]*podTracker{"web": trackPods(t, c, ns, "web"), "api": trackPods(t, c, ns, "api")}
 
 	r := relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", t.TempDir(), "-o", "json")
 	if r.code != 0 {
@@ -194,8 +126,8 @@ func TestMigrateEveryKind(t *testing.T) {
 	assertNoLeftovers(t, c, ns)
 	// Ready pods behind app=web and app=api never dropped to zero.
 	for _, app := range []string{"web", "api"} {
-		if got := pods.min(app); got < 1 {
-			t.Errorf("ready pods of app=%s dropped to %d during the migration", app, got)
+		if got, _ := pods[app].lowest(); got < 1 {
+			t.Errorf("ready pods of app=%s dropped to %d during the migration:\n%s", app, got, pods[app].lowestAt)
 		}
 	}
 
