@@ -142,10 +142,10 @@ func (om objectMigration) labelDependents(ctx context.Context, owner *unstructur
 					continue
 				}
 				owners[obj.GetUID()] = true
-				if obj.GetLabels()[om.Label.Key] == om.Label.Value {
+				if obj.GetLabels()[om.item.Label.Key] == om.item.Label.Value {
 					continue
 				}
-				patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{om.Label.Key: om.Label.Value}}})
+				patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{om.item.Label.Key: om.item.Label.Value}}})
 				if _, err := client.Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
 					return errorf(it, "labelling %s %s: %w", dep.Resource, obj.GetName(), err)
 				}
@@ -206,6 +206,6 @@ func (om objectMigration) finishAdopt(ctx context.Context, original *unstructure
 	if err := om.Backups.ClearAdopt(kind, it.Namespace, it.Name); err != nil {
 		return err
 	}
-	om.event(original, "Relabelled", "relabel added %s; the pods were adopted in place", om.Label)
+	om.event(original, "Relabelled", "relabel added %s; the pods were adopted in place", om.item.Label)
 	return nil
 }

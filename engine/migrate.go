@@ -15,7 +15,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"relabel.dev/relabel/rules"
-	workload "relabel.dev/relabel/unstructured"
 )
 
 // Step is a milestone of one object's migration.
@@ -77,7 +76,6 @@ const (
 
 // Options tune a migration.
 type Options struct {
-	Label workload.Label
 	// TempSuffix names the copy: NAME+TempSuffix.
 	TempSuffix string
 	// Timeout bounds each wait for readiness of one object.

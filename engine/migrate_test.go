@@ -18,6 +18,8 @@ import (
 	workload "relabel.dev/relabel/unstructured"
 )
 
+var testLabel = workload.Label{Key: "stage", Value: "prod"}
+
 var deploymentKind, _ = rules.Builtin(schema.GroupKind{Group: "apps", Kind: "Deployment"})
 
 func deployment(name string, replicas int64) *unstructured.Unstructured {
@@ -73,14 +75,14 @@ func newTestMigrator(t *testing.T, client *dynamicfake.FakeDynamicClient) *Migra
 		Dynamic: client,
 		Backups: Backups{Dir: t.TempDir()},
 		Options: Options{
-			Label: workload.Label{Key: "stage", Value: "prod"}, TempSuffix: "-temp", Timeout: 5 * time.Second,
+			TempSuffix: "-temp", Timeout: 5 * time.Second,
 			Concurrency: 2, Namespace: "shop", MaxRetries: 3,
 		},
 	}
 }
 
 func migrateItem(name string) Item {
-	return Item{Kind: deploymentKind, Namespace: "shop", Name: name, Action: ActionMigrate, Strategy: rules.TempCopy}
+	return Item{Kind: deploymentKind, Namespace: "shop", Name: name, Action: ActionMigrate, Strategy: rules.TempCopy, Label: testLabel}
 }
 
 func countActions(client *dynamicfake.FakeDynamicClient, verb, name string) int {
@@ -136,7 +138,7 @@ func TestMigrateConcurrentEditIsNotLost(t *testing.T) {
 	if replicas, _, _ := unstructured.NestedInt64(obj.Object, "spec", "replicas"); replicas != 5 {
 		t.Errorf("recreated with %d replicas, want the concurrent edit's 5", replicas)
 	}
-	report, _ := workload.Check(obj, deploymentKind, m.Label)
+	report, _ := workload.Check(obj, deploymentKind, testLabel)
 	if !report.Complete() {
 		t.Errorf("recreated without the label: %+v", report)
 	}

@@ -89,7 +89,7 @@ func (om objectMigration) run(ctx context.Context) error {
 }
 
 func isComplete(obj *unstructured.Unstructured, om objectMigration) bool {
-	report, err := workload.Check(obj, om.item.Kind, om.Label)
+	report, err := workload.Check(obj, om.item.Kind, om.item.Label)
 	return err == nil && report.Complete()
 }
 
@@ -108,7 +108,7 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 	om.report(it, om.start, StepBackedUp, "")
 
 	if temp == nil {
-		copy, err := workload.TempCopy(original, kind, om.tempName(), om.Label)
+		copy, err := workload.TempCopy(original, kind, om.tempName(), om.item.Label)
 		if err != nil {
 			return errorf(it, "building the copy: %w", err)
 		}
@@ -172,7 +172,7 @@ func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstr
 			return errorf(it, "no backup, and the copy cannot stand in for one: %w", err)
 		}
 	}
-	obj, err := workload.Recreated(source, kind, om.Label)
+	obj, err := workload.Recreated(source, kind, om.item.Label)
 	if err != nil {
 		return errorf(it, "building the new object: %w", err)
 	}
@@ -184,7 +184,7 @@ func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstr
 		return errorf(it, "recreating: %w", err)
 	}
 	om.report(it, om.start, StepRecreated, "")
-	om.event(created, "Recreated", "relabel recreated %s with %s in its selector", it.Name, om.Label)
+	om.event(created, "Recreated", "relabel recreated %s with %s in its selector", it.Name, om.item.Label)
 	return nil
 }
 
@@ -203,7 +203,7 @@ func (om objectMigration) finish(ctx context.Context, original, temp *unstructur
 		return err
 	}
 	om.report(it, om.start, StepCopyDeleted, temp.GetName())
-	om.event(original, "Relabelled", "relabel added %s; the copy %s is gone", om.Label, temp.GetName())
+	om.event(original, "Relabelled", "relabel added %s; the copy %s is gone", om.item.Label, temp.GetName())
 	return nil
 }
 
@@ -242,11 +242,11 @@ func (m *Migrator) dryRun(ctx context.Context, it Item) Result {
 		return fail(errorf(it, "reading: %w", err))
 	}
 	tempName := workload.TempName(it.Name, m.TempSuffix, it.Kind.MaxNameLength)
-	temp, err := workload.TempCopy(original, it.Kind, tempName, m.Label)
+	temp, err := workload.TempCopy(original, it.Kind, tempName, it.Label)
 	if err != nil {
 		return fail(errorf(it, "building the copy: %w", err))
 	}
-	recreated, err := workload.Recreated(original, it.Kind, m.Label)
+	recreated, err := workload.Recreated(original, it.Kind, it.Label)
 	if err != nil {
 		return fail(errorf(it, "building the new object: %w", err))
 	}

@@ -31,7 +31,9 @@ type Item struct {
 	Name      string
 	Action    Action
 	Strategy  rules.Strategy
-	Reason    string
+	// Label is what the object gets.
+	Label  workload.Label
+	Reason string
 	// ManagedBy names a tool that may revert the change (Helm, Argo CD, Flux).
 	ManagedBy string
 }
@@ -96,12 +98,13 @@ func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules
 func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([]Item, error) {
 	var items []Item
 	for _, kind := range scope.Kinds {
-		type temp struct{ namespace, origin string }
+		type temp struct{ namespace, origin, label string }
 		originals := map[string]bool{}
 		var temps []temp
 		err := lister.list(ctx, kind, scope, func(obj *unstructured.Unstructured) error {
 			if workload.IsTemp(obj) {
-				temps = append(temps, temp{obj.GetNamespace(), obj.GetAnnotations()[workload.OriginNameAnnotation]})
+				ann := obj.GetAnnotations()
+				temps = append(temps, temp{obj.GetNamespace(), ann[workload.OriginNameAnnotation], ann[workload.TargetAnnotation]})
 				return nil
 			}
 			originals[obj.GetNamespace()+"/"+obj.GetName()] = true
@@ -121,8 +124,13 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 			if t.origin == "" || originals[t.namespace+"/"+t.origin] {
 				continue
 			}
+			// The copy records the label its run was adding.
+			label, err := workload.ParseLabel(t.label, false)
+			if err != nil {
+				return nil, fmt.Errorf("the copy of %s/%s records an unusable label %q: %w", t.namespace, t.origin, t.label, err)
+			}
 			items = append(items, Item{Kind: kind, Namespace: t.namespace, Name: t.origin, Action: ActionResume,
-				Strategy: rules.TempCopy, Reason: "original missing, its temporary copy exists"})
+				Strategy: rules.TempCopy, Label: label, Reason: "original missing, its temporary copy exists"})
 		}
 		// An original orphan-deleted by adopt comes back from its backup; a
 		// relabelled one still has its old revisions to clean up.
@@ -141,7 +149,7 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 					continue
 				}
 				items = append(items, Item{Kind: kind, Namespace: mk[0], Name: mk[1], Action: ActionResume,
-					Strategy: rules.Adopt, Reason: "original missing after its orphan delete"})
+					Strategy: rules.Adopt, Label: opts.Label, Reason: "original missing after its orphan delete"})
 			}
 		}
 		// A copy left next to a finished original is cleaned up.
@@ -169,7 +177,7 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 const reasonLabelled = "already labelled"
 
 func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOptions) (Item, error) {
-	it := Item{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Strategy: kind.Strategy, ManagedBy: managedBy(obj)}
+	it := Item{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Strategy: kind.Strategy, ManagedBy: managedBy(obj), Label: opts.Label}
 	report, err := workload.Check(obj, kind, opts.Label)
 	if err != nil {
 		return it, err

@@ -204,7 +204,7 @@ func migrateAction(c *cli.Context) error {
 		Events:     events,
 		OnProgress: progress.print,
 		Options: engine.Options{
-			Label: cfg.Label, TempSuffix: cfg.TempSuffix, Timeout: cfg.Timeout, Concurrency: cfg.Concurrency,
+			TempSuffix: cfg.TempSuffix, Timeout: cfg.Timeout, Concurrency: cfg.Concurrency,
 			Namespace: clients.Namespace, DryRun: cfg.DryRun,
 		},
 	}
