@@ -62,7 +62,10 @@ func relabel(t *testing.T, c *testcluster.Cluster, env []string, args ...string)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, relabelBin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
 	// Subcommands take the connection flags after their name.
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	switch {
+	case len(args) > 0 && args[0] == "rules": // needs no cluster
+		cmd.Args = append([]string{relabelBin}, args...)
+	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
 		cmd.Args = append([]string{relabelBin, args[0], "--kubeconfig", c.Kubeconfig}, args[1:]...)
 	}
 	cmd.Env = append(os.Environ(), env...)

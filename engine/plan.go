@@ -63,10 +63,39 @@ type PlanOptions struct {
 	Strategy rules.Strategy
 	// Backups holds adopt markers of interrupted runs; nil finds none.
 	Backups *Backups
+	// Rules, when it has rules, gives each object its label and strategy;
+	// Label and Strategy apply to objects no rule matches.
+	Rules *rules.File
+}
+
+// labelFor decides the label and strategy of obj: its rule's, else the defaults.
+// An empty label means no rule matched and there is no default.
+func (opts PlanOptions) labelFor(kind rules.Kind, obj *unstructured.Unstructured) (workload.Label, rules.Strategy, string, error) {
+	if opts.Rules != nil && len(opts.Rules.Rules) > 0 {
+		if rule, ok := opts.Rules.Match(kind, obj); ok {
+			label, err := rule.LabelFor(obj)
+			if err != nil {
+				return workload.Label{}, "", "", err
+			}
+			strategy := opts.Strategy
+			if rule.Strategy != "" {
+				strategy = rule.Strategy
+			}
+			name := rule.Name
+			if name == "" {
+				name = "a rule"
+			}
+			return label, strategy, "rule " + name, nil
+		}
+	}
+	return opts.Label, opts.Strategy, "", nil
 }
 
 // ErrStrategyRefused marks a strategy that cannot work for an object.
 var ErrStrategyRefused = errors.New("strategy refused")
+
+// ErrBadRule marks kind facts that do not fit the cluster's objects.
+var ErrBadRule = errors.New("the kind's rule does not fit the object")
 
 // chooseStrategy picks how to migrate obj and says why.
 func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules.Strategy) (rules.Strategy, string, error) {
@@ -177,8 +206,18 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 const reasonLabelled = "already labelled"
 
 func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOptions) (Item, error) {
-	it := Item{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Strategy: kind.Strategy, ManagedBy: managedBy(obj), Label: opts.Label}
-	report, err := workload.Check(obj, kind, opts.Label)
+	it := Item{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Strategy: kind.Strategy, ManagedBy: managedBy(obj)}
+	label, asked, ruleName, err := opts.labelFor(kind, obj)
+	if err != nil {
+		it.Action, it.Reason = ActionSkip, err.Error()
+		return it, nil
+	}
+	if label.Key == "" {
+		it.Action, it.Reason = ActionSkip, "no rule matches"
+		return it, nil
+	}
+	it.Label = label
+	report, err := workload.Check(obj, kind, label)
 	if err != nil {
 		return it, err
 	}
@@ -186,7 +225,7 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 	case report.Complete():
 		it.Action, it.Reason = ActionSkip, reasonLabelled
 	case report.Selector == workload.Different:
-		it.Action, it.Reason = ActionSkip, fmt.Sprintf("selector has %s with another value", opts.Label.Key)
+		it.Action, it.Reason = ActionSkip, fmt.Sprintf("selector has %s with another value", label.Key)
 	case controllerOf(obj) != "" && !opts.IncludeOwned:
 		it.Action, it.Reason = ActionSkip, "controlled by "+controllerOf(obj)+"; migrate the owner, or pass --include-owned"
 	case obj.GetNamespace() == "kube-system" && !opts.NamespaceGiven:
@@ -195,13 +234,20 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 		it.Action, it.Reason = ActionSkip, "being deleted"
 	default:
 		it.Action = ActionMigrate
-		strategy, why, err := chooseStrategy(kind, obj, opts.Strategy)
+		strategy, why, err := chooseStrategy(kind, obj, asked)
 		if err != nil {
 			return it, err
 		}
+		if ruleName != "" {
+			why = ruleName + "; " + why
+		}
 		it.Strategy, it.Reason = strategy, why
+		// A rule whose paths are not in the object is a broken rule: stop before any write.
 		probe := workload.ForCreate(obj)
-		if err := workload.AddLabel(probe, kind, opts.Label); err != nil {
+		if err := workload.AddLabel(probe, kind, label); err != nil {
+			if !errors.Is(err, workload.ErrSelectorConflict) {
+				return it, fmt.Errorf("%w: %w", ErrBadRule, err)
+			}
 			it.Action, it.Reason = ActionSkip, err.Error()
 		}
 	}

@@ -7,9 +7,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// Ready judges whether obj has rolled out and serves, by the kind's rule.
-// The message says what is still missing when it is not.
+// Ready judges whether obj has rolled out and serves, by the kind's rule:
+// kstatus, or the kind's CEL expression when Readiness is one. The message
+// says what is still missing when it is not.
 func (k Kind) Ready(obj *unstructured.Unstructured) (bool, string, error) {
+	if k.usesCEL() {
+		return k.readyCEL(obj)
+	}
 	res, err := status.Compute(obj)
 	if err != nil {
 		return false, "", fmt.Errorf("computing readiness of %s %s/%s: %w", k.Kind, obj.GetNamespace(), obj.GetName(), err)

@@ -39,12 +39,17 @@ type Kind struct {
 	SelectorPath Path `json:"selectorPath"`
 	// TemplateLabelsPath leads to the pod template's labels.
 	TemplateLabelsPath Path `json:"templateLabelsPath"`
+	// ExtraLabelPaths lead to other string maps that must carry the label
+	// too (a Service selector the workload's controller renders, say).
+	ExtraLabelPaths []Path `json:"extraLabelPaths,omitempty"`
 	// Strategy is the default strategy for objects of the kind.
 	Strategy Strategy `json:"strategy"`
 	// MaxNameLength bounds generated names; it is tighter than the API's
 	// limit where the kind derives label values from its name.
 	MaxNameLength int `json:"maxNameLength"`
-	// Readiness says how "ready" is judged; kstatus when empty.
+	// Readiness says how "ready" is judged: kstatus when empty or
+	// "kstatus", else a CEL expression over `self`, the object, that returns
+	// a bool.
 	Readiness string `json:"readiness,omitempty"`
 	// Source says where the facts came from: builtin, crd or a rules file.
 	Source string `json:"source"`
@@ -121,6 +126,7 @@ const (
 const (
 	SourceBuiltin = "builtin"
 	SourceCRD     = "crd"
+	SourceRules   = "rules"
 )
 
 // Standard paths shared by apps/v1 and most workload custom resources.
@@ -196,10 +202,15 @@ func (k Kind) Validate() error {
 	if k.MaxNameLength <= 0 {
 		problems = append(problems, fmt.Sprintf("maxNameLength %d is not positive", k.MaxNameLength))
 	}
-	switch k.Readiness {
-	case "", ReadinessKstatus:
-	default:
-		problems = append(problems, fmt.Sprintf("readiness %q is not %s", k.Readiness, ReadinessKstatus))
+	for i, p := range k.ExtraLabelPaths {
+		if p == "" {
+			problems = append(problems, fmt.Sprintf("extraLabelPaths[%d] is empty", i))
+		}
+	}
+	if k.usesCEL() {
+		if err := CompileReadiness(k.Readiness); err != nil {
+			problems = append(problems, fmt.Sprintf("readiness %q is neither %s nor a CEL expression: %v", k.Readiness, ReadinessKstatus, err))
+		}
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("kind %s: %s", k.GroupKind(), strings.Join(problems, "; "))

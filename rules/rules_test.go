@@ -119,6 +119,12 @@ func TestValidate(t *testing.T) {
 		{name: "no name length", mutate: func(k *Kind) { k.MaxNameLength = 0 }, wantErr: []string{"maxNameLength"}},
 		{name: "negative name length", mutate: func(k *Kind) { k.MaxNameLength = -1 }, wantErr: []string{"maxNameLength"}},
 		{name: "unknown readiness", mutate: func(k *Kind) { k.Readiness = "custom" }, wantErr: []string{`readiness "custom"`}},
+		{name: "CEL readiness", mutate: func(k *Kind) { k.Readiness = "self.status.readyReplicas == self.spec.replicas" }},
+		{name: "CEL readiness that is not bool", mutate: func(k *Kind) { k.Readiness = "self.spec.replicas + 1" },
+			wantErr: []string{`readiness "self.spec.replicas + 1"`, "returns int, not bool"}},
+		{name: "extra label paths", mutate: func(k *Kind) { k.ExtraLabelPaths = []Path{"spec.serviceSelector"} }},
+		{name: "empty extra label path", mutate: func(k *Kind) { k.ExtraLabelPaths = []Path{"spec.a", ""} },
+			wantErr: []string{"extraLabelPaths[1] is empty"}},
 		{name: "several problems", mutate: func(k *Kind) { k.SelectorPath, k.Strategy = "", "x" },
 			wantErr: []string{"kind Deployment.apps:", "selectorPath is empty; strategy"}},
 	}

@@ -70,9 +70,31 @@ func presence(m map[string]string, l Label) Presence {
 	}
 }
 
-// AddLabel puts the label into obj's selector, pod template and own labels.
+// AddLabel puts the label into obj's selector, pod template and own labels,
+// and into the kind's extra label paths (created when absent; a value there
+// is replaced).
 func AddLabel(obj *unstructured.Unstructured, kind rules.Kind, l Label) error {
-	return addLabels(obj, kind, map[string]string{l.Key: l.Value}, true)
+	extras := make([]map[string]string, len(kind.ExtraLabelPaths))
+	for i, path := range kind.ExtraLabelPaths {
+		m, err := stringMap(obj, path)
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		extras[i] = m
+	}
+	if err := addLabels(obj, kind, map[string]string{l.Key: l.Value}, true); err != nil {
+		return err
+	}
+	for i, path := range kind.ExtraLabelPaths {
+		extras[i][l.Key] = l.Value
+		if err := unstructured.SetNestedStringMap(obj.Object, extras[i], path.Fields()...); err != nil {
+			return fmt.Errorf("setting %s of %s/%s: %w", path, obj.GetNamespace(), obj.GetName(), err)
+		}
+	}
+	return nil
 }
 
 func addLabels(obj *unstructured.Unstructured, kind rules.Kind, add map[string]string, toMetadata bool) error {
@@ -198,7 +220,7 @@ func ForCreate(obj *unstructured.Unstructured) *unstructured.Unstructured {
 // Annotations and labels relabel writes on temporary copies, so that the state
 // of a migration can be read back from the cluster alone.
 const (
-	TempLabelKey         = "relabel.dev/temp"
+	TempLabelKey         = rules.TempLabelKey
 	OriginNameAnnotation = "relabel.dev/origin-name"
 	OriginUIDAnnotation  = "relabel.dev/origin-uid"
 	TargetAnnotation     = "relabel.dev/label"

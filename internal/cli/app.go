@@ -61,11 +61,15 @@ func NewApp(build BuildInfo, stdin io.Reader, stdout, stderr io.Writer) *cli.App
 			auditCommand(),
 			kindsCommand(),
 			restoreCommand(),
+			rulesCommand(),
 			versionCommand(build),
 		},
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = onUsage
+		for _, sub := range c.Subcommands {
+			sub.OnUsageError = onUsage
+		}
 	}
 	return app
 }

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"relabel.dev/relabel/engine"
+	"relabel.dev/relabel/rules"
 	workload "relabel.dev/relabel/unstructured"
 )
 
@@ -25,6 +26,7 @@ func auditCommand() *cli.Command {
 			&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only objects matching this label selector (kubectl's -l)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, json or yaml"},
 			&cli.BoolFlag{Name: "exit-code", Usage: "exit with code 3 when any object lacks the label"},
+			rulesFlag(),
 		),
 		Action: auditAction,
 	}
@@ -38,6 +40,7 @@ type AuditConfig struct {
 	Selector   string
 	Output     string
 	ExitCode   bool
+	Rules      *rules.File
 }
 
 func auditConfigFrom(c *cli.Context) (AuditConfig, error) {
@@ -63,7 +66,11 @@ func auditConfigFrom(c *cli.Context) (AuditConfig, error) {
 	if err != nil {
 		return AuditConfig{}, err
 	}
-	return AuditConfig{Connection: conn, Label: label, GVRs: c.StringSlice("gvr"), Selector: selector, Output: output, ExitCode: c.Bool("exit-code")}, nil
+	file, err := loadRules(c)
+	if err != nil {
+		return AuditConfig{}, err
+	}
+	return AuditConfig{Connection: conn, Label: label, GVRs: c.StringSlice("gvr"), Selector: selector, Output: output, ExitCode: c.Bool("exit-code"), Rules: file}, nil
 }
 
 func parseSelector(s string) (string, error) {
@@ -86,7 +93,7 @@ func auditAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	found, err := discover(c.Context, clients, c.App.ErrWriter)
+	found, err := discover(c.Context, clients, c.App.ErrWriter, cfg.Rules)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,8 @@ func kindsCommand() *cli.Command {
 		Usage:     "list the workload kinds whose selector relabel can migrate",
 		UsageText: "relabel kinds [-o table|json|yaml]",
 		Flags: append(connectionFlags(),
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, json or yaml"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, json or yaml (which loads as a rules file)"},
+			rulesFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			if err := argsNone(c); err != nil {
@@ -32,11 +33,15 @@ func kindsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			file, err := loadRules(c)
+			if err != nil {
+				return err
+			}
 			clients, err := conn.Connect()
 			if err != nil {
 				return err
 			}
-			found, err := discover(c.Context, clients, c.App.ErrWriter)
+			found, err := discover(c.Context, clients, c.App.ErrWriter, file)
 			if err != nil {
 				return err
 			}
@@ -79,9 +84,14 @@ func printKinds(w io.Writer, format string, found *discovery.Result) error {
 	return t.flush()
 }
 
-// discover reads the cluster's workload kinds and prints partial-discovery warnings.
-func discover(ctx context.Context, clients *Clients, stderr io.Writer) (*discovery.Result, error) {
-	found, err := discovery.Discoverer{Resources: clients.Discovery, Dynamic: clients.Dynamic}.Discover(ctx)
+// discover reads the cluster's workload kinds, with those of the rules file,
+// and prints partial-discovery warnings.
+func discover(ctx context.Context, clients *Clients, stderr io.Writer, file *rules.File) (*discovery.Result, error) {
+	d := discovery.Discoverer{Resources: clients.Discovery, Dynamic: clients.Dynamic}
+	if file != nil {
+		d.Extra = file.Kinds
+	}
+	found, err := d.Discover(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", clients.Host, err)
 	}

@@ -36,6 +36,7 @@ func migrateFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before the first write"},
 		&cli.BoolFlag{Name: "include-owned", Usage: "also migrate objects controlled by another object (its controller may fight the change)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table or json (the final report)"},
+		rulesFlag(),
 	)
 }
 
@@ -66,6 +67,7 @@ type MigrateConfig struct {
 	Yes          bool
 	IncludeOwned bool
 	Output       string
+	Rules        *rules.File
 }
 
 func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
@@ -76,12 +78,18 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 	if err != nil {
 		return MigrateConfig{}, err
 	}
-	if c.String("label") == "" {
-		return MigrateConfig{}, usageErrorf("--label KEY=VALUE is required (see relabel --help)")
-	}
-	label, err := workload.ParseLabel(c.String("label"), false)
+	file, err := loadRules(c)
 	if err != nil {
-		return MigrateConfig{}, UsageError{Err: fmt.Errorf("--label: %w", err)}
+		return MigrateConfig{}, err
+	}
+	var label workload.Label
+	switch {
+	case c.String("label") != "":
+		if label, err = workload.ParseLabel(c.String("label"), false); err != nil {
+			return MigrateConfig{}, UsageError{Err: fmt.Errorf("--label: %w", err)}
+		}
+	case file == nil || len(file.Rules) == 0:
+		return MigrateConfig{}, usageErrorf("--label KEY=VALUE is required (see relabel --help), or --rules with rules")
 	}
 	selector, err := parseSelector(c.String("selector"))
 	if err != nil {
@@ -90,7 +98,7 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 	cfg := MigrateConfig{
 		Connection: conn, Label: label, GVRs: c.StringSlice("gvr"), Selector: selector,
 		Timeout: c.Duration("timeout"), Concurrency: c.Int("concurrency"), BackupDir: c.String("backup-dir"),
-		TempSuffix: c.String("temp-suffix"), Yes: c.Bool("yes"), IncludeOwned: c.Bool("include-owned"),
+		TempSuffix: c.String("temp-suffix"), Yes: c.Bool("yes"), IncludeOwned: c.Bool("include-owned"), Rules: file,
 	}
 	switch cfg.Strategy = rules.Strategy(c.String("strategy")); cfg.Strategy {
 	case rules.StrategyAuto, rules.TempCopy, rules.Adopt:
@@ -145,7 +153,7 @@ func migrateAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	found, err := discover(ctx, clients, stderr)
+	found, err := discover(ctx, clients, stderr, cfg.Rules)
 	if err != nil {
 		return err
 	}
@@ -163,9 +171,9 @@ func migrateAction(c *cli.Context) error {
 	backups := engine.Backups{Dir: cfg.BackupDir}
 	items, err := engine.Plan(ctx, engine.Auditor{Dynamic: clients.Dynamic}, scope, engine.PlanOptions{
 		Label: cfg.Label, IncludeOwned: cfg.IncludeOwned, NamespaceGiven: cfg.Connection.Namespace != "",
-		Strategy: cfg.Strategy, Backups: &backups,
+		Strategy: cfg.Strategy, Backups: &backups, Rules: cfg.Rules,
 	})
-	if errors.Is(err, engine.ErrStrategyRefused) {
+	if errors.Is(err, engine.ErrStrategyRefused) || errors.Is(err, engine.ErrBadRule) {
 		return UsageError{Err: err}
 	}
 	if err != nil {
@@ -235,12 +243,12 @@ func migrateAction(c *cli.Context) error {
 
 func printPlan(w io.Writer, items []engine.Item, cfg MigrateConfig) {
 	act, skip := engine.Count(items)
-	fmt.Fprintf(w, "Plan: add %s to %d objects (%d skipped), backups in %s\n", cfg.Label, act, skip, cfg.BackupDir)
+	fmt.Fprintf(w, "Plan: %d objects to migrate (%d skipped), backups in %s\n", act, skip, cfg.BackupDir)
 	for _, it := range items {
 		if it.Action == engine.ActionSkip {
 			continue
 		}
-		line := fmt.Sprintf("  %-8s %s %s (%s)", it.Action, it.Kind.Kind, it.Ref(), it.Strategy)
+		line := fmt.Sprintf("  %-8s %s %s +%s (%s)", it.Action, it.Kind.Kind, it.Ref(), it.Label, it.Strategy)
 		if it.Reason != "" {
 			line += ": " + it.Reason
 		}

@@ -42,7 +42,7 @@ func restoreAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	found, err := discover(c.Context, clients, c.App.ErrWriter)
+	found, err := discover(c.Context, clients, c.App.ErrWriter, nil)
 	if err != nil {
 		return err
 	}
