@@ -9,7 +9,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	"relabel.dev/relabel/rules"
 	workload "relabel.dev/relabel/unstructured"
@@ -86,19 +88,11 @@ func (om objectMigration) orphanAndRecreate(ctx context.Context, original *unstr
 	if err := om.Backups.MarkAdopt(kind, it.Namespace, it.Name, string(original.GetUID())); err != nil {
 		return err
 	}
-	uid, rv := original.GetUID(), original.GetResourceVersion()
-	orphan := metav1.DeletePropagationOrphan
-	err := om.client().Delete(ctx, it.Name, metav1.DeleteOptions{
-		Preconditions:     &metav1.Preconditions{UID: &uid, ResourceVersion: &rv},
-		PropagationPolicy: &orphan,
-	})
-	switch {
-	case apierrors.IsConflict(err):
-		return nil // changed since the backup: read again
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return errorf(it, "orphan-deleting the original: %w", err)
+	deleted, err := om.deleteOriginal(ctx, original, metav1.DeletePropagationOrphan)
+	if err != nil || !deleted {
+		return err
 	}
+	uid := original.GetUID()
 	om.report(it, om.start, StepOrphaned, "")
 	om.event(original, "Orphaned", "relabel deleted %s with orphan propagation; its pods keep running and will be adopted", it.Name)
 	ctx = context.WithoutCancel(ctx)
@@ -130,13 +124,12 @@ func (om objectMigration) labelDependents(ctx context.Context, owner *unstructur
 			if dep.Action != rules.Relabel || dep.Indirect != pass {
 				continue
 			}
-			client := om.Dynamic.Resource(dep.GVR()).Namespace(it.Namespace)
-			list, err := client.List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+			client, list, err := om.listOwned(ctx, dep, selector)
 			if err != nil {
-				return errorf(it, "listing %s: %w", dep.Resource, err)
+				return err
 			}
-			for i := range list.Items {
-				obj := &list.Items[i]
+			for i := range list {
+				obj := &list[i]
 				// Ours, or left orphaned by the orphan delete; never another controller's.
 				if ref := metav1.GetControllerOf(obj); ref != nil && !owners[ref.UID] {
 					continue
@@ -157,6 +150,16 @@ func (om objectMigration) labelDependents(ctx context.Context, owner *unstructur
 		om.report(it, om.start, StepDependentsLabelled, fmt.Sprintf("%d objects", labelled))
 	}
 	return nil
+}
+
+// listOwned lists the objects of an owned resource that the selector matches.
+func (om objectMigration) listOwned(ctx context.Context, dep rules.Owned, selector labels.Selector) (dynamic.ResourceInterface, []unstructured.Unstructured, error) {
+	client := om.Dynamic.Resource(dep.GVR()).Namespace(om.item.Namespace)
+	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	if err != nil {
+		return nil, nil, errorf(om.item, "listing %s: %w", dep.Resource, err)
+	}
+	return client, list.Items, nil
 }
 
 // finishAdopt waits for the recreated object to roll out over the adopted
@@ -184,13 +187,12 @@ func (om objectMigration) finishAdopt(ctx context.Context, original *unstructure
 		if dep.Action != rules.DeleteOrphans {
 			continue
 		}
-		client := om.Dynamic.Resource(dep.GVR()).Namespace(it.Namespace)
-		list, err := client.List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+		client, list, err := om.listOwned(ctx, dep, selector)
 		if err != nil {
-			return errorf(it, "listing %s: %w", dep.Resource, err)
+			return err
 		}
-		for i := range list.Items {
-			obj := &list.Items[i]
+		for i := range list {
+			obj := &list[i]
 			if metav1.GetControllerOf(obj) != nil {
 				continue
 			}

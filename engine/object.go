@@ -132,21 +132,11 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 	}
 	om.report(it, om.start, StepCopyReady, temp.GetName())
 
-	// The preconditions make the delete fail if the original changed since it
-	// was backed up: then it is backed up again, never lost.
-	uid, rv := original.GetUID(), original.GetResourceVersion()
-	propagation := metav1.DeletePropagationBackground
-	err := om.client().Delete(ctx, it.Name, metav1.DeleteOptions{
-		Preconditions:     &metav1.Preconditions{UID: &uid, ResourceVersion: &rv},
-		PropagationPolicy: &propagation,
-	})
-	switch {
-	case apierrors.IsConflict(err):
-		return nil
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return errorf(it, "deleting the original: %w", err)
+	deleted, err := om.deleteOriginal(ctx, original, metav1.DeletePropagationBackground)
+	if err != nil || !deleted {
+		return err
 	}
+	uid := original.GetUID()
 	om.report(it, om.start, StepOriginalDeleted, "")
 	// From here on the original must come back, even after Ctrl-C.
 	ctx = context.WithoutCancel(ctx)
@@ -154,6 +144,25 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 		return err
 	}
 	return om.recreate(ctx, temp)
+}
+
+// deleteOriginal deletes the original as it was backed up. The preconditions
+// make the delete fail if it changed since: false then tells the caller to
+// read it again (and back it up again: a change is never lost).
+func (om objectMigration) deleteOriginal(ctx context.Context, original *unstructured.Unstructured, propagation metav1.DeletionPropagation) (bool, error) {
+	uid, rv := original.GetUID(), original.GetResourceVersion()
+	err := om.client().Delete(ctx, om.item.Name, metav1.DeleteOptions{
+		Preconditions:     &metav1.Preconditions{UID: &uid, ResourceVersion: &rv},
+		PropagationPolicy: &propagation,
+	})
+	switch {
+	case apierrors.IsConflict(err):
+		return false, nil
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return false, errorf(om.item, "deleting the original (%s propagation): %w", propagation, err)
+	}
+	return true, nil
 }
 
 // recreate creates the original again, with the label, from its backup or,
