@@ -52,6 +52,13 @@ func RequiredPermissions(items []Item) []Permission {
 			add(Permission{Group: it.Kind.Group, Resource: it.Kind.Resource, Verb: verb, Namespace: it.Namespace})
 		}
 		add(Permission{Resource: "events", Verb: "create", Namespace: it.Namespace})
+		lockNamespace := it.Namespace
+		if lockNamespace == "" {
+			lockNamespace = "default"
+		}
+		for _, verb := range []string{"get", "create", "update", "delete"} {
+			add(Permission{Group: "coordination.k8s.io", Resource: "leases", Verb: verb, Namespace: lockNamespace})
+		}
 		if it.Strategy != rules.Adopt {
 			continue
 		}

@@ -199,6 +199,11 @@ func migrateAction(c *cli.Context) error {
 		if err := confirm(c.App.Reader, stderr, cfg.Yes, act); err != nil {
 			return err
 		}
+		release, err := engine.Locks{Client: clients.Kube.CoordinationV1(), Identity: engine.NewIdentity()}.Acquire(ctx, planNamespaces(items))
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 
 	events := &engine.Events{Client: clients.Kube.CoreV1()}
@@ -257,6 +262,19 @@ func printPlan(w io.Writer, items []engine.Item, cfg MigrateConfig) {
 		}
 		fmt.Fprintln(w, line)
 	}
+}
+
+// planNamespaces lists the namespaces the plan writes to.
+func planNamespaces(items []engine.Item) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, it := range items {
+		if it.Action != engine.ActionSkip && !seen[it.Namespace] {
+			seen[it.Namespace] = true
+			out = append(out, it.Namespace)
+		}
+	}
+	return out
 }
 
 // confirm asks on a terminal before the first write; without one, --yes is required.
