@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -52,14 +53,17 @@ func podReady(pod *corev1.Pod) bool {
 
 // assertMigrated checks that a workload carries the label and is otherwise
 // the object it was: same name, same spec apart from the label.
-func assertMigrated(t *testing.T, c *testcluster.Cluster, ns string, w workloadRef, before *unstructured.Unstructured, key, value string) {
+// Keys in ignore may have been added too.
+func assertMigrated(t *testing.T, c *testcluster.Cluster, ns string, w workloadRef, before *unstructured.Unstructured, key, value string, ignore ...string) {
 	t.Helper()
 	after := get(t, c, w.gvr, ns, w.name)
 	assertLabelled(t, after, key, value)
 	strip := func(obj *unstructured.Unstructured) map[string]interface{} {
 		spec, _, _ := unstructured.NestedMap(obj.Object, "spec")
-		unstructured.RemoveNestedField(spec, "selector", "matchLabels", key)
-		unstructured.RemoveNestedField(spec, "template", "metadata", "labels", key)
+		for _, k := range append(ignore, key) {
+			unstructured.RemoveNestedField(spec, "selector", "matchLabels", k)
+			unstructured.RemoveNestedField(spec, "template", "metadata", "labels", k)
+		}
 		return spec
 	}
 	if b, a := strip(before), strip(after); !reflect.DeepEqual(b, a) {
@@ -99,7 +103,7 @@ func assertNoLeftovers(t *testing.T, c *testcluster.Cluster, ns string) {
 			for _, obj := range l.Items {
 				ref := metav1.GetControllerOf(&obj)
 				if ref == nil || !owners[string(ref.UID)] {
-					return false, nil
+					return false, fmt.Errorf("%s %s is orphaned (labels %v, controller %v)", gvr.Resource, obj.GetName(), obj.GetLabels(), ref)
 				}
 			}
 		}

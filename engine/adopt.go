@@ -17,6 +17,10 @@ import (
 	workload "relabel.dev/relabel/unstructured"
 )
 
+// OrphanOfLabel marks, before an orphan delete, the owned objects the
+// recreated owner will not adopt; its value is the owner's name.
+const OrphanOfLabel = "relabel.dev/orphan-of"
+
 // Steps of the adopt strategy.
 const (
 	StepDependentsLabelled Step = "dependents-labelled"
@@ -39,7 +43,7 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		oldUID, err := om.Backups.AdoptMarker(kind, it.Namespace, it.Name)
+		oldUID, _, err := om.Backups.AdoptMarker(kind, it.Namespace, it.Name)
 		if err != nil {
 			return err
 		}
@@ -85,7 +89,7 @@ func (om objectMigration) orphanAndRecreate(ctx context.Context, original *unstr
 		return err
 	}
 	// From the marker on, a rerun knows the original must come back.
-	if err := om.Backups.MarkAdopt(kind, it.Namespace, it.Name, string(original.GetUID())); err != nil {
+	if err := om.Backups.MarkAdopt(kind, it.Namespace, it.Name, string(original.GetUID()), it.Label); err != nil {
 		return err
 	}
 	deleted, err := om.deleteOriginal(ctx, original, metav1.DeletePropagationOrphan)
@@ -121,8 +125,14 @@ func (om objectMigration) labelDependents(ctx context.Context, owner *unstructur
 	labelled := 0
 	for _, pass := range []bool{false, true} { // direct dependents first, then theirs
 		for _, dep := range kind.Owned {
-			if dep.Action != rules.Relabel || dep.Indirect != pass {
+			if dep.Indirect != pass {
 				continue
+			}
+			// What the new owner adopts gets the label; what it will not
+			// (revision history) is marked, so any later run can clean it up.
+			key, value := om.item.Label.Key, om.item.Label.Value
+			if dep.Action == rules.DeleteOrphans {
+				key, value = OrphanOfLabel, it.Name
 			}
 			client, list, err := om.listOwned(ctx, dep, selector)
 			if err != nil {
@@ -135,10 +145,10 @@ func (om objectMigration) labelDependents(ctx context.Context, owner *unstructur
 					continue
 				}
 				owners[obj.GetUID()] = true
-				if obj.GetLabels()[om.item.Label.Key] == om.item.Label.Value {
+				if obj.GetLabels()[key] == value {
 					continue
 				}
-				patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{om.item.Label.Key: om.item.Label.Value}}})
+				patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{key: value}}})
 				if _, err := client.Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
 					return errorf(it, "labelling %s %s: %w", dep.Resource, obj.GetName(), err)
 				}
@@ -163,7 +173,8 @@ func (om objectMigration) listOwned(ctx context.Context, dep rules.Owned, select
 }
 
 // finishAdopt waits for the recreated object to roll out over the adopted
-// pods, then removes the revision history its predecessor left behind.
+// pods, then removes the revision history its predecessors left behind:
+// what labelDependents marked and no controller adopted.
 func (om objectMigration) finishAdopt(ctx context.Context, original *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
 	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, string(original.GetUID()))); err != nil {
@@ -174,11 +185,7 @@ func (om objectMigration) finishAdopt(ctx context.Context, original *unstructure
 		return err
 	}
 	om.report(it, om.start, StepReady, "")
-	backup, err := om.Backups.Read(kind, it.Namespace, it.Name)
-	if err != nil || backup == nil {
-		return errorf(it, "reading the backup to find the old revisions: %v", err)
-	}
-	selector, err := workload.Selector(backup, kind)
+	marked, err := labels.Parse(OrphanOfLabel + "=" + it.Name)
 	if err != nil {
 		return errorf(it, "%w", err)
 	}
@@ -187,7 +194,7 @@ func (om objectMigration) finishAdopt(ctx context.Context, original *unstructure
 		if dep.Action != rules.DeleteOrphans {
 			continue
 		}
-		client, list, err := om.listOwned(ctx, dep, selector)
+		client, list, err := om.listOwned(ctx, dep, marked)
 		if err != nil {
 			return err
 		}

@@ -178,29 +178,36 @@ func writeAtomic(path string, data []byte) error {
 
 // An adopt marker records, next to the backup, that the original was (or is
 // about to be) orphan-deleted: without a copy in the cluster, it is how a
-// rerun knows the object must come back. It holds the old object's UID.
+// rerun knows the object must come back. It holds the old object's UID and
+// the label being added, on two lines.
 func (b Backups) markerPath(kind rules.Kind, namespace, name string) string {
 	return strings.TrimSuffix(b.path(kind, namespace, name), ".yaml") + ".adopt"
 }
 
 // MarkAdopt writes the marker.
-func (b Backups) MarkAdopt(kind rules.Kind, namespace, name, uid string) error {
-	if err := writeAtomic(b.markerPath(kind, namespace, name), []byte(uid)); err != nil {
+func (b Backups) MarkAdopt(kind rules.Kind, namespace, name, uid string, label rules.Label) error {
+	if err := writeAtomic(b.markerPath(kind, namespace, name), []byte(uid+"\n"+label.String()+"\n")); err != nil {
 		return fmt.Errorf("marking %s/%s as being adopted: %w", namespace, name, err)
 	}
 	return nil
 }
 
-// AdoptMarker returns the old UID recorded by MarkAdopt, or "".
-func (b Backups) AdoptMarker(kind rules.Kind, namespace, name string) (string, error) {
+// AdoptMarker returns the old UID and the label recorded by MarkAdopt; the
+// UID is "" when there is no marker.
+func (b Backups) AdoptMarker(kind rules.Kind, namespace, name string) (string, rules.Label, error) {
 	data, err := os.ReadFile(b.markerPath(kind, namespace, name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+		return "", rules.Label{}, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading the adopt marker of %s/%s: %w", namespace, name, err)
+		return "", rules.Label{}, fmt.Errorf("reading the adopt marker of %s/%s: %w", namespace, name, err)
 	}
-	return strings.TrimSpace(string(data)), nil
+	uid, labelText, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+	label, err := rules.ParseLabel(strings.TrimSpace(labelText), false)
+	if err != nil {
+		return "", rules.Label{}, fmt.Errorf("the adopt marker of %s/%s is damaged: %w", namespace, name, err)
+	}
+	return strings.TrimSpace(uid), label, nil
 }
 
 // ClearAdopt removes the marker once the migration is finished.

@@ -169,16 +169,21 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 				return nil, err
 			}
 			for _, mk := range markers {
+				// The run that orphan-deleted it was adding this label: finish with it.
+				_, label, err := opts.Backups.AdoptMarker(kind, mk[0], mk[1])
+				if err != nil {
+					return nil, err
+				}
 				if originals[mk[0]+"/"+mk[1]] {
 					for i := range items {
 						if it := &items[i]; it.Kind.GVR() == kind.GVR() && it.Namespace == mk[0] && it.Name == mk[1] && it.Action == ActionSkip && it.Reason == reasonLabelled {
-							it.Action, it.Strategy, it.Reason = ActionResume, rules.Adopt, "labelled, adoption not finished"
+							it.Action, it.Strategy, it.Label, it.Reason = ActionResume, rules.Adopt, label, "labelled, adoption not finished"
 						}
 					}
 					continue
 				}
 				items = append(items, Item{Kind: kind, Namespace: mk[0], Name: mk[1], Action: ActionResume,
-					Strategy: rules.Adopt, Label: opts.Label, Reason: "original missing after its orphan delete"})
+					Strategy: rules.Adopt, Label: label, Reason: "original missing after its orphan delete"})
 			}
 		}
 		// A copy left next to a finished original is cleaned up.

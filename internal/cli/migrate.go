@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,7 +210,7 @@ func migrateAction(c *cli.Context) error {
 	events := &engine.Events{Client: clients.Kube.CoreV1()}
 	defer events.Wait()
 
-	progress := newProgressPrinter(stderr, act, crashStep())
+	progress := newProgressPrinter(stderr, act, crashAfter())
 	defer progress.close()
 	m := &engine.Migrator{
 		Dynamic:    clients.Dynamic,
@@ -300,14 +301,14 @@ type progressPrinter struct {
 	mu       sync.Mutex
 	w        io.Writer
 	terminal bool
-	crash    engine.Step
+	crash    crashPoint
 	total    int
 	start    time.Time
 	started  map[string]bool
 	outcomes map[engine.Outcome]int
 }
 
-func newProgressPrinter(w io.Writer, total int, crash engine.Step) *progressPrinter {
+func newProgressPrinter(w io.Writer, total int, crash crashPoint) *progressPrinter {
 	f, ok := w.(*os.File)
 	return &progressPrinter{
 		w: w, terminal: ok && term.IsTerminal(int(f.Fd())), crash: crash, total: total,
@@ -336,9 +337,11 @@ func (p *progressPrinter) print(pr engine.Progress) {
 		fmt.Fprintf(p.w, "%d/%d done, %d in flight, %d failed, %s elapsed", p.outcomes[engine.Migrated], p.total,
 			len(p.started)-finished, p.outcomes[engine.Failed], time.Since(p.start).Round(time.Second))
 	}
-	if p.crash != "" && pr.Step == p.crash {
+	if p.crash.step != "" && pr.Step == p.crash.step {
 		// A crash exactly after a step, for the crash-safety tests.
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		if p.crash.count--; p.crash.count <= 0 {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
 	}
 }
 
@@ -352,7 +355,20 @@ func (p *progressPrinter) close() {
 // crash-safety tests use it to stop a migration at a precise point.
 const EnvCrashAfter = "RELABEL_TEST_CRASH_AFTER"
 
-func crashStep() engine.Step { return engine.Step(os.Getenv(EnvCrashAfter)) }
+// crashPoint is STEP or STEP:N, the Nth time any object reaches STEP.
+type crashPoint struct {
+	step  engine.Step
+	count int
+}
+
+func crashAfter() crashPoint {
+	step, n, _ := strings.Cut(os.Getenv(EnvCrashAfter), ":")
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 1 {
+		count = 1
+	}
+	return crashPoint{step: engine.Step(step), count: count}
+}
 
 // MigrationReport is the machine-readable form of a migration's results.
 type MigrationReport struct {
