@@ -40,6 +40,12 @@ func kubeconfigFor(t *testing.T, c *testcluster.Cluster, ns string, policy []rba
 	if err != nil {
 		t.Fatal(err)
 	}
+	return writeTokenKubeconfig(t, c, token.Status.Token)
+}
+
+// writeTokenKubeconfig writes a kubeconfig for the cluster that authenticates with token.
+func writeTokenKubeconfig(t *testing.T, c *testcluster.Cluster, token string) string {
+	t.Helper()
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["local"] = &clientcmdapi.Cluster{
 		Server:                   c.Config.Host,
@@ -47,8 +53,8 @@ func kubeconfigFor(t *testing.T, c *testcluster.Cluster, ns string, policy []rba
 		CertificateAuthorityData: c.Config.TLSClientConfig.CAData,
 		InsecureSkipTLSVerify:    c.Config.TLSClientConfig.Insecure,
 	}
-	cfg.AuthInfos["restricted"] = &clientcmdapi.AuthInfo{Token: token.Status.Token}
-	cfg.Contexts["restricted"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "restricted", Namespace: ns}
+	cfg.AuthInfos["restricted"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["restricted"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "restricted"}
 	cfg.CurrentContext = "restricted"
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
@@ -66,7 +72,7 @@ func TestPreflightListsMissingPermissions(t *testing.T) {
 	readOnly := []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}}}
 	restricted := &testcluster.Cluster{Kubeconfig: kubeconfigFor(t, c, ns, readOnly)}
 
-	r := relabel(t, restricted, nil, "--label", "stage=production", "--gvr", "deployments", "--yes", "--backup-dir", t.TempDir())
+	r := relabel(t, restricted, nil, "--label", "stage=production", "-n", ns, "--gvr", "deployments", "--yes", "--backup-dir", t.TempDir())
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1", r.code)
 	}

@@ -36,6 +36,8 @@ type Item struct {
 	Reason string
 	// ManagedBy names a tool that may revert the change (Helm, Argo CD, Flux).
 	ManagedBy string
+	// Conflict: the selector already has the key with another value.
+	Conflict bool
 }
 
 // Key identifies the item in messages: GVR namespace/name.
@@ -230,7 +232,7 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 	case report.Complete():
 		it.Action, it.Reason = ActionSkip, reasonLabelled
 	case report.Selector == workload.Different:
-		it.Action, it.Reason = ActionSkip, fmt.Sprintf("selector has %s with another value", label.Key)
+		it.Action, it.Reason, it.Conflict = ActionSkip, fmt.Sprintf("selector has %s with another value", label.Key), true
 	case controllerOf(obj) != "" && !opts.IncludeOwned:
 		it.Action, it.Reason = ActionSkip, "controlled by "+controllerOf(obj)+"; migrate the owner, or pass --include-owned"
 	case obj.GetNamespace() == "kube-system" && !opts.NamespaceGiven:
@@ -253,7 +255,7 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 			if !errors.Is(err, workload.ErrSelectorConflict) {
 				return it, fmt.Errorf("%w: %w", ErrBadRule, err)
 			}
-			it.Action, it.Reason = ActionSkip, err.Error()
+			it.Action, it.Reason, it.Conflict = ActionSkip, err.Error(), true
 		}
 	}
 	return it, nil

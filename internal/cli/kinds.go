@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/urfave/cli/v2"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"relabel.dev/relabel/discovery"
 	"relabel.dev/relabel/rules"
@@ -92,6 +93,9 @@ func discover(ctx context.Context, clients *Clients, stderr io.Writer, file *rul
 		d.Extra = file.Kinds
 	}
 	found, err := d.Discover(ctx)
+	if apierrors.IsUnauthorized(err) {
+		return nil, fmt.Errorf("cluster %s: the credentials were refused (an expired token?): %w", clients.Host, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", clients.Host, err)
 	}

@@ -181,6 +181,17 @@ func migrateAction(c *cli.Context) error {
 		return err
 	}
 	printPlan(stderr, items, cfg)
+	// A selector that already has the key with another value is a mistake to
+	// look into, not something to step around.
+	var conflicts []string
+	for _, it := range items {
+		if it.Conflict {
+			conflicts = append(conflicts, it.Kind.Kind+" "+it.Ref()+": "+it.Reason)
+		}
+	}
+	if len(conflicts) > 0 {
+		return usageErrorf("%d objects cannot take the label, nothing was changed (exclude them with -l): %s", len(conflicts), strings.Join(conflicts, "; "))
+	}
 	act, _ := engine.Count(items)
 	if act == 0 {
 		return printMigrationReport(stdout, cfg, nil)

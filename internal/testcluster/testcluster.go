@@ -45,10 +45,13 @@ const Name = "relabel-test"
 // Cluster is a running cluster and clients for it.
 type Cluster struct {
 	Kubeconfig string
-	Config     *rest.Config
-	Dynamic    dynamic.Interface
-	Kube       kubernetes.Interface
-	Mapper     meta.RESTMapper
+	// AuditLog is the API server's audit log, when the cluster is the one
+	// cluster.sh started; empty otherwise.
+	AuditLog string
+	Config   *rest.Config
+	Dynamic  dynamic.Interface
+	Kube     kubernetes.Interface
+	Mapper   meta.RESTMapper
 }
 
 var (
@@ -80,7 +83,16 @@ func start() (*Cluster, error) {
 		}
 		kubeconfig = strings.TrimSpace(out)
 	}
-	return Connect(kubeconfig)
+	c, err := Connect(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if ours, err := Script("kubeconfig", Name); err == nil && strings.TrimSpace(ours) == kubeconfig {
+		if log, err := Script("audit-log", Name); err == nil {
+			c.AuditLog = strings.TrimSpace(log)
+		}
+	}
+	return c, nil
 }
 
 // Connect builds clients for the cluster of a kubeconfig file.
