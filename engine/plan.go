@@ -65,6 +65,9 @@ type PlanOptions struct {
 	Strategy rules.Strategy
 	// Backups holds adopt markers of interrupted runs; nil finds none.
 	Backups *Backups
+	// MaxSurgePods bounds the pods one copy may add (its replica count);
+	// auto adopts objects above it. Zero means no bound.
+	MaxSurgePods int64
 	// Rules, when it has rules, gives each object its label and strategy;
 	// Label and Strategy apply to objects no rule matches.
 	Rules *rules.File
@@ -100,7 +103,7 @@ var ErrStrategyRefused = errors.New("strategy refused")
 var ErrBadRule = errors.New("the kind's rule does not fit the object")
 
 // chooseStrategy picks how to migrate obj and says why.
-func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules.Strategy) (rules.Strategy, string, error) {
+func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules.Strategy, maxSurgePods int64) (rules.Strategy, string, error) {
 	hostPorts := kind.HostPortsBlockCopy && len(workload.HostPorts(obj, kind)) > 0
 	switch asked {
 	case rules.TempCopy:
@@ -115,9 +118,12 @@ func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules
 		}
 		return rules.Adopt, "asked", nil
 	}
+	replicas, found, _ := unstructured.NestedInt64(obj.Object, "spec", "replicas")
 	switch {
 	case hostPorts && kind.CanAdopt():
 		return rules.Adopt, "its pods use host ports", nil
+	case maxSurgePods > 0 && found && replicas > maxSurgePods && kind.CanAdopt():
+		return rules.Adopt, fmt.Sprintf("a copy would add %d pods, over --max-surge-pods %d", replicas, maxSurgePods), nil
 	case kind.Strategy == rules.Adopt && kind.CanAdopt():
 		return rules.Adopt, "the kind's default", nil
 	}
@@ -241,7 +247,7 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 		it.Action, it.Reason = ActionSkip, "being deleted"
 	default:
 		it.Action = ActionMigrate
-		strategy, why, err := chooseStrategy(kind, obj, asked)
+		strategy, why, err := chooseStrategy(kind, obj, asked, opts.MaxSurgePods)
 		if err != nil {
 			return it, err
 		}

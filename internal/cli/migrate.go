@@ -29,6 +29,7 @@ func migrateFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "gvr", Usage: "resource to migrate (apps/v1/deployments, deploy, sts, rollouts.argoproj.io); repeatable; default: every workload kind"},
 		&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only objects matching this label selector (kubectl's -l)"},
 		&cli.StringFlag{Name: "strategy", Value: string(rules.StrategyAuto), Usage: "auto (per object: adopt for StatefulSets and DaemonSets, temp-copy otherwise), temp-copy or adopt"},
+		&cli.Int64Flag{Name: "max-surge-pods", Usage: "with --strategy auto, adopt instead of copying objects whose copy would add more pods than this (0: no bound)"},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for one object's copy or new object to become ready; on expiry the copy is rolled back"},
 		&cli.IntFlag{Name: "concurrency", Value: 10, Usage: "objects migrated at once"},
 		&cli.StringFlag{Name: "backup-dir", Value: defaultBackupDir(), Usage: "where manifests are saved before any write"},
@@ -60,6 +61,7 @@ type MigrateConfig struct {
 	GVRs         []string
 	Selector     string
 	Strategy     rules.Strategy
+	MaxSurgePods int64
 	Timeout      time.Duration
 	Concurrency  int
 	BackupDir    string
@@ -100,6 +102,9 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 		Connection: conn, Label: label, GVRs: c.StringSlice("gvr"), Selector: selector,
 		Timeout: c.Duration("timeout"), Concurrency: c.Int("concurrency"), BackupDir: c.String("backup-dir"),
 		TempSuffix: c.String("temp-suffix"), Yes: c.Bool("yes"), IncludeOwned: c.Bool("include-owned"), Rules: file,
+	}
+	if cfg.MaxSurgePods = c.Int64("max-surge-pods"); cfg.MaxSurgePods < 0 {
+		return cfg, usageErrorf("--max-surge-pods must not be negative")
 	}
 	switch cfg.Strategy = rules.Strategy(c.String("strategy")); cfg.Strategy {
 	case rules.StrategyAuto, rules.TempCopy, rules.Adopt:
@@ -172,7 +177,7 @@ func migrateAction(c *cli.Context) error {
 	backups := engine.Backups{Dir: cfg.BackupDir}
 	items, err := engine.Plan(ctx, engine.Auditor{Dynamic: clients.Dynamic}, scope, engine.PlanOptions{
 		Label: cfg.Label, IncludeOwned: cfg.IncludeOwned, NamespaceGiven: cfg.Connection.Namespace != "",
-		Strategy: cfg.Strategy, Backups: &backups, Rules: cfg.Rules,
+		Strategy: cfg.Strategy, Backups: &backups, Rules: cfg.Rules, MaxSurgePods: cfg.MaxSurgePods,
 	})
 	if errors.Is(err, engine.ErrStrategyRefused) || errors.Is(err, engine.ErrBadRule) {
 		return UsageError{Err: err}
