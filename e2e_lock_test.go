@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"relabel.dev/relabel/engine"
 	"relabel.dev/relabel/internal/testcluster"
@@ -67,4 +68,70 @@ spec:
 	if _, err := c.Kube.CoordinationV1().Leases(ns).Get(context.Background(), engine.LockName, metav1.GetOptions{}); !isNotFound(err) {
 		t.Errorf("the lock was not released at the end (err %v)", err)
 	}
+}
+
+// TestFinalizerDelaysRecreation: an original whose finalizer someone else
+// removes later is recreated only once it is really gone.
+func TestFinalizerDelaysRecreation(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	c.ApplyYAML(t, ns, []byte(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: held, labels: {app: held}, finalizers: [example.com/hold]}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: held}}
+  template:
+    metadata: {labels: {app: held}}
+    spec: {containers: [{name: c, image: example.com/c:1}]}
+`))
+	waitRolledOut(t, c, ns)
+	clearFinalizers := func(name string) {
+		patch := []byte(`{"metadata":{"finalizers":null}}`)
+		if _, err := c.Dynamic.Resource(deployments).Namespace(ns).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !isNotFound(err) {
+			t.Error(err)
+		}
+	}
+	// The recreated object carries the finalizer too; the namespace must be able to go.
+	t.Cleanup(func() { clearFinalizers("held") })
+	before := get(t, c, deployments, ns, "held")
+
+	cmd := exec.Command(relabelBin, "--kubeconfig", c.Kubeconfig, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+
+	testcluster.Eventually(t, time.Minute, "the original to be terminating", func(ctx context.Context) (bool, error) {
+		obj, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "held", metav1.GetOptions{})
+		return err == nil && obj.GetDeletionTimestamp() != nil, err
+	})
+	// While the finalizer holds it, the original is the old object and relabel keeps waiting.
+	select {
+	case err := <-done:
+		t.Fatalf("relabel ended while the original was still terminating: %v\n%s", err, stderr.String())
+	default:
+	}
+	if obj := get(t, c, deployments, ns, "held"); obj.GetUID() != before.GetUID() {
+		t.Fatalf("the original was recreated before it was gone")
+	}
+	clearFinalizers("held")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("relabel: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("relabel did not finish after the finalizer was removed\n%s", stderr.String())
+	}
+	after := get(t, c, deployments, ns, "held")
+	if after.GetUID() == before.GetUID() {
+		t.Errorf("the original was not recreated")
+	}
+	assertLabelled(t, after, "stage", "production")
 }
