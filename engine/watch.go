@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -21,6 +23,11 @@ import (
 type watchers struct {
 	factory dynamicinformer.DynamicSharedInformerFactory
 	byGVR   map[schema.GroupVersionResource]*watcher
+	// client reads an object directly when its watch has been quiet for
+	// recheckEvery: a watch that silently stalled (seen after an API server
+	// restart) must not make a wait last forever.
+	client       dynamic.Interface
+	recheckEvery time.Duration
 }
 
 type watcher struct {
@@ -32,7 +39,7 @@ type watcher struct {
 func newWatchers(client dynamic.Interface, namespace string, kinds []rules.Kind) (*watchers, error) {
 	// No resync: every wait is woken by a real change.
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, namespace, nil)
-	w := &watchers{factory: factory, byGVR: map[schema.GroupVersionResource]*watcher{}}
+	w := &watchers{factory: factory, byGVR: map[schema.GroupVersionResource]*watcher{}, client: client, recheckEvery: 20 * time.Second}
 	for _, kind := range kinds {
 		if _, ok := w.byGVR[kind.GVR()]; ok {
 			continue
@@ -117,6 +124,8 @@ func (w *watchers) waitFor(ctx context.Context, kind rules.Kind, namespace, name
 		deadline = timer.C
 	}
 	last := ""
+	recheck := time.NewTicker(w.recheckEvery)
+	defer recheck.Stop()
 	for {
 		// Register before reading, so a change between the two is not missed.
 		wt.mu.Lock()
@@ -142,6 +151,17 @@ func (w *watchers) waitFor(ctx context.Context, kind rules.Kind, namespace, name
 		last = msg
 		select {
 		case <-ch:
+		case <-recheck.C:
+			fresh, err := resourceClient(w.client, kind, namespace).Get(ctx, name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				fresh = nil
+			case err != nil:
+				continue // the informer may still answer; the API server may be back later
+			}
+			if ok, _, err := cond(fresh); err != nil || ok {
+				return err
+			}
 		case <-deadline:
 			return errWaitTimeout{what: what, timeout: timeout, last: last}
 		case <-ctx.Done():

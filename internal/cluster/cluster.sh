@@ -8,6 +8,7 @@
 #   cluster.sh down [NAME]          delete it
 #   cluster.sh kubeconfig [NAME]    print the kubeconfig path
 #   cluster.sh audit-log [NAME]     print the path of the API server's audit log
+#   cluster.sh restart [NAME]       stop and start the control plane (etcd data is kept)
 #
 # Everything lives under the user's cache directory (RELABEL_CACHE_DIR), never
 # in ~/.kube/config.
@@ -93,6 +94,20 @@ up() {
 	echo "$kc"
 }
 
+restart() {
+	local name=$1 bin kc
+	bin=$(bindir)
+	kc=$(kubeconfig "$name")
+	"$bin/kwokctl" stop cluster --name "$name" >/dev/null 2>&1 9>&-
+	"$bin/kwokctl" start cluster --name "$name" >/dev/null 2>&1 9>&-
+	for _ in $(seq 1 120); do
+		"$bin/kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1 && return 0
+		sleep 0.5
+	done
+	log "cluster $name did not come back"
+	return 1
+}
+
 down() {
 	local name=$1 bin
 	bin=$(bindir)
@@ -108,9 +123,10 @@ bin) bindir ;;
 up) up "$name" ;;
 down) down "$name" ;;
 kubeconfig) kubeconfig "$name" ;;
+restart) restart "$name" ;;
 audit-log) echo "$KWOK_WORKDIR/clusters/$name/logs/audit.log" ;;
 *)
-	echo "usage: $0 bin|up|down|kubeconfig|audit-log [NAME]" >&2
+	echo "usage: $0 bin|up|down|restart|kubeconfig|audit-log [NAME]" >&2
 	exit 2
 	;;
 esac
