@@ -288,7 +288,7 @@ func TestAdoptDaemonSetWithHostPort(t *testing.T) {
 func TestAdoptDeploymentEndsWithOneReplicaSet(t *testing.T) {
 	c := testcluster.Get(t)
 	ns := c.Namespace(t)
-	c.Apply(t, ns, "testdata/demo/workloads.yaml")
+	applyDemo(t, c, ns)
 	waitRolledOut(t, c, ns)
 	before := get(t, c, deployments, ns, "web")
 	pods := trackPods(t, c, ns, "web")
@@ -327,7 +327,7 @@ func TestAdoptCrashSafety(t *testing.T) {
 	for _, step := range steps {
 		t.Run(string(step), func(t *testing.T) {
 			ns := c.Namespace(t)
-			c.Apply(t, ns, "testdata/demo/workloads.yaml")
+			applyDemo(t, c, ns)
 			waitRolledOut(t, c, ns)
 			before := get(t, c, statefulsets, ns, "db")
 			args := []string{"--label", "stage=production", "-n", ns, "--gvr", "sts", "--yes", "--backup-dir", t.TempDir()}

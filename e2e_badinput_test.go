@@ -67,7 +67,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 	}
 	installCRDs(t, c)
 	ns := c.Namespace(t)
-	c.Apply(t, ns, "testdata/demo/workloads.yaml")
+	applyDemo(t, c, ns)
 	c.ApplyYAML(t, ns, []byte(`
 apiVersion: apps/v1
 kind: Deployment

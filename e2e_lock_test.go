@@ -18,7 +18,7 @@ import (
 func TestConcurrentRunsAreLocked(t *testing.T) {
 	c := testcluster.Get(t)
 	ns := c.Namespace(t)
-	c.Apply(t, ns, "testdata/demo/workloads.yaml")
+	applyDemo(t, c, ns)
 	waitRolledOut(t, c, ns)
 	// A copy of this one never becomes ready: the first run holds the lock while it waits.
 	c.ApplyYAML(t, ns, []byte(`

@@ -28,12 +28,19 @@ var demoWorkloads = []workloadRef{
 	{deployments, "web"}, {deployments, "api"}, {statefulsets, "db"}, {daemonsets, "agent"}, {rollouts, "checkout"},
 }
 
+// applyDemo creates the sample workloads, custom resource included, in ns.
+func applyDemo(t *testing.T, c *testcluster.Cluster, ns string) {
+	t.Helper()
+	installCRDs(t, c)
+	c.Apply(t, ns, "testdata/demo/workloads.yaml")
+}
+
 // loadDemo creates the sample workloads in a new namespace and waits for them.
 func loadDemo(t *testing.T, c *testcluster.Cluster) (string, map[workloadRef]*unstructured.Unstructured) {
 	t.Helper()
 	installCRDs(t, c)
 	ns := c.Namespace(t)
-	c.Apply(t, ns, "testdata/demo/workloads.yaml")
+	applyDemo(t, c, ns)
 	waitRolledOut(t, c, ns)
 	before := map[workloadRef]*unstructured.Unstructured{}
 	for _, w := range demoWorkloads {
@@ -80,6 +87,7 @@ const engineOriginAnnotation = "relabel.dev/origin-name"
 // ControllerRevision of a deleted owner, remains.
 func assertNoLeftovers(t *testing.T, c *testcluster.Cluster, ns string) {
 	t.Helper()
+	installCRDs(t, c) // rollouts are among the kinds looked at
 	for _, gvr := range []schema.GroupVersionResource{deployments, statefulsets, daemonsets, rollouts} {
 		for _, obj := range list(t, c, gvr, ns) {
 			if strings.HasSuffix(obj.GetName(), "-temp") {
@@ -167,7 +175,7 @@ func TestCrashSafety(t *testing.T) {
 	for _, step := range steps {
 		t.Run(string(step), func(t *testing.T) {
 			ns := c.Namespace(t)
-			c.Apply(t, ns, "testdata/demo/workloads.yaml")
+			applyDemo(t, c, ns)
 			waitRolledOut(t, c, ns)
 			before := get(t, c, deployments, ns, "web")
 			backups := t.TempDir()
@@ -303,7 +311,7 @@ func TestMissingNamespaceIsUsageError(t *testing.T) {
 func TestRestoreRecreatesMissingObjects(t *testing.T) {
 	c := testcluster.Get(t)
 	ns := c.Namespace(t)
-	c.Apply(t, ns, "testdata/demo/workloads.yaml")
+	applyDemo(t, c, ns)
 	waitRolledOut(t, c, ns)
 	before := get(t, c, deployments, ns, "web")
 	backups := t.TempDir()

@@ -66,7 +66,7 @@ func writeTokenKubeconfig(t *testing.T, c *testcluster.Cluster, token string) st
 func TestPreflightListsMissingPermissions(t *testing.T) {
 	c := testcluster.Get(t)
 	ns := c.Namespace(t)
-	c.Apply(t, ns, "testdata/demo/workloads.yaml")
+	applyDemo(t, c, ns)
 	waitRolledOut(t, c, ns)
 	before := get(t, c, deployments, ns, "web")
 	readOnly := []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}}}

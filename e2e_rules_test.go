@@ -132,7 +132,7 @@ func TestRulesFileMigratesCustomPathsWithCELReadiness(t *testing.T) {
 	ns := c.Namespace(t)
 	fakeWorkloadController(t, c, ns)
 	c.ApplyYAML(t, ns, []byte(workloadObject))
-	c.Apply(t, ns, "testdata/demo/workloads.yaml")
+	applyDemo(t, c, ns)
 	waitRolledOut(t, c, ns)
 	rules := writeRules(t, rulesFile)
 	beforeWeb := get(t, c, deployments, ns, "web")
