@@ -21,19 +21,7 @@ func TestConcurrentRunsAreLocked(t *testing.T) {
 	applyDemo(t, c, ns)
 	waitRolledOut(t, c, ns)
 	// A copy of this one never becomes ready: the first run holds the lock while it waits.
-	c.ApplyYAML(t, ns, []byte(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: stuck, labels: {app: stuck}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: stuck}}
-  template:
-    metadata: {labels: {app: stuck}}
-    spec:
-      nodeSelector: {no-such-node: "true"}
-      containers: [{name: c, image: example.com/c:1}]
-`))
+	c.ApplyYAML(t, ns, []byte(stuckDeployment))
 	first := exec.Command(relabelBin, "--kubeconfig", c.Kubeconfig, "--label", "stage=production", "-n", ns, "-l", "app=stuck",
 		"--yes", "--timeout", "5m", "--backup-dir", t.TempDir())
 	var firstErr bytes.Buffer

@@ -195,10 +195,8 @@ func TestCrashSafety(t *testing.T) {
 	}
 }
 
-func TestReadinessTimeoutRollsBack(t *testing.T) {
-	c := testcluster.Get(t)
-	ns := c.Namespace(t)
-	c.ApplyYAML(t, ns, []byte(`
+// stuckDeployment can never become ready: no node matches its selector.
+const stuckDeployment = `
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: stuck, labels: {app: stuck}}
@@ -210,7 +208,12 @@ spec:
     spec:
       nodeSelector: {no-such-node: "true"}
       containers: [{name: c, image: example.com/c:1}]
-`))
+`
+
+func TestReadinessTimeoutRollsBack(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	c.ApplyYAML(t, ns, []byte(stuckDeployment))
 	before := get(t, c, deployments, ns, "stuck")
 	r := relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--yes", "--timeout", "3s", "--backup-dir", t.TempDir(), "-o", "json")
 	if r.code != 1 {
