@@ -89,15 +89,7 @@ func auditAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	clients, err := cfg.Connection.Connect()
-	if err != nil {
-		return err
-	}
-	found, err := discover(c.Context, clients, c.App.ErrWriter, cfg.Rules)
-	if err != nil {
-		return err
-	}
-	kinds, err := selectKinds(found, cfg.GVRs)
+	clients, kinds, err := connectAndSelect(c.Context, cfg.Connection, c.App.ErrWriter, cfg.Rules, cfg.GVRs)
 	if err != nil {
 		return err
 	}

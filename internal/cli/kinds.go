@@ -105,6 +105,24 @@ func discover(ctx context.Context, clients *Clients, stderr io.Writer, file *rul
 	return found, nil
 }
 
+// connectAndSelect builds the clients, discovers the workload kinds (with the
+// rules file's) and resolves the --gvr values.
+func connectAndSelect(ctx context.Context, conn Connection, stderr io.Writer, file *rules.File, gvrs []string) (*Clients, []rules.Kind, error) {
+	clients, err := conn.Connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	found, err := discover(ctx, clients, stderr, file)
+	if err != nil {
+		return nil, nil, err
+	}
+	kinds, err := selectKinds(found, gvrs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return clients, kinds, nil
+}
+
 // selectKinds resolves the --gvr values, or takes every discovered workload kind.
 func selectKinds(found *discovery.Result, gvrs []string) ([]rules.Kind, error) {
 	if len(gvrs) == 0 {

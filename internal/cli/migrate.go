@@ -155,21 +155,13 @@ func migrateAction(c *cli.Context) error {
 		return err
 	}
 	ctx, stdout, stderr := c.Context, c.App.Writer, c.App.ErrWriter
-	clients, err := cfg.Connection.Connect()
-	if err != nil {
-		return err
-	}
-	found, err := discover(ctx, clients, stderr, cfg.Rules)
-	if err != nil {
-		return err
-	}
-	kinds, err := selectKinds(found, cfg.GVRs)
+	clients, kinds, err := connectAndSelect(ctx, cfg.Connection, stderr, cfg.Rules, cfg.GVRs)
 	if err != nil {
 		return err
 	}
 	if clients.Namespace != "" {
 		// Users limited to one namespace may not read namespaces; only a clear "not found" stops here.
-		if _, err := clients.Kube.CoreV1().Namespaces().Get(ctx, clients.Namespace, metaGet); apierrors.IsNotFound(err) {
+		if _, err := clients.Kube.CoreV1().Namespaces().Get(ctx, clients.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 			return UsageError{Err: fmt.Errorf("namespace %s does not exist", clients.Namespace)}
 		}
 	}
@@ -441,5 +433,3 @@ func printMigrationReport(w io.Writer, cfg MigrateConfig, results []engine.Resul
 		report.Summary[string(engine.Migrated)], report.Summary[string(engine.Skipped)], report.Summary[string(engine.Failed)], report.Summary[string(engine.Interrupted)])
 	return nil
 }
-
-var metaGet = metav1.GetOptions{}

@@ -38,15 +38,7 @@ func restoreAction(c *cli.Context) error {
 		return err
 	}
 	names := c.Args().Slice()
-	clients, err := conn.Connect()
-	if err != nil {
-		return err
-	}
-	found, err := discover(c.Context, clients, c.App.ErrWriter, nil)
-	if err != nil {
-		return err
-	}
-	kinds, err := selectKinds(found, c.StringSlice("gvr"))
+	clients, kinds, err := connectAndSelect(c.Context, conn, c.App.ErrWriter, nil, c.StringSlice("gvr"))
 	if err != nil {
 		return err
 	}
