@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -178,8 +177,7 @@ func (om objectMigration) listOwned(ctx context.Context, dep rules.Owned, select
 func (om objectMigration) finishAdopt(ctx context.Context, original *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
 	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, string(original.GetUID()))); err != nil {
-		var timeout errWaitTimeout
-		if errors.As(err, &timeout) {
+		if isWaitTimeout(err) {
 			return errorf(it, "%w; its adopted pods keep serving, rerun to finish", err)
 		}
 		return err

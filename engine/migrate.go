@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -229,9 +228,8 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 
 // retriable tells transient API errors from final ones.
 func retriable(err error) bool {
-	var timeout errWaitTimeout
 	switch {
-	case errors.As(err, &timeout):
+	case isWaitTimeout(err):
 		return false
 	case apierrors.IsConflict(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
 		apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err),

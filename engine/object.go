@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -124,8 +123,7 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 	}
 
 	if err := om.watch.waitFor(ctx, kind, it.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be ready", om.Timeout, readyCond(kind, string(temp.GetUID()))); err != nil {
-		var timeout errWaitTimeout
-		if errors.As(err, &timeout) {
+		if isWaitTimeout(err) {
 			return om.rollBack(ctx, temp, err)
 		}
 		return err
@@ -201,8 +199,7 @@ func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstr
 func (om objectMigration) finish(ctx context.Context, original, temp *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
 	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, string(original.GetUID()))); err != nil {
-		var timeout errWaitTimeout
-		if errors.As(err, &timeout) {
+		if isWaitTimeout(err) {
 			return errorf(it, "%w; the copy %s keeps serving, rerun to finish", err, temp.GetName())
 		}
 		return err

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -92,6 +93,12 @@ func (wt *watcher) notify(obj interface{}) {
 		delete(wt.waiters, key)
 	}
 	wt.mu.Unlock()
+}
+
+// isWaitTimeout tells a wait that ran out of time from other failures.
+func isWaitTimeout(err error) bool {
+	var timeout errWaitTimeout
+	return errors.As(err, &timeout)
 }
 
 // errWaitTimeout marks a wait that ran out of time.

@@ -100,6 +100,16 @@ var (
 // GroupKind identifies the kind.
 func (k Kind) GroupKind() schema.GroupKind { return schema.GroupKind{Group: k.Group, Kind: k.Kind} }
 
+// PodSpecPath leads to the pod template's spec, derived from the template
+// labels path (X.metadata.labels leads to X.spec); false for other shapes.
+func (k Kind) PodSpecPath() ([]string, bool) {
+	template, ok := strings.CutSuffix(string(k.TemplateLabelsPath), ".metadata.labels")
+	if !ok {
+		return nil, false
+	}
+	return append(Path(template).Fields(), "spec"), true
+}
+
 // GVR is the resource the kind is served as.
 func (k Kind) GVR() schema.GroupVersionResource {
 	return schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}

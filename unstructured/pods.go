@@ -2,7 +2,7 @@ package unstructured
 
 import (
 	"fmt"
-	"strings"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -32,13 +32,13 @@ func Selector(obj *unstructured.Unstructured, kind rules.Kind) (labels.Selector,
 // HostPorts lists the host ports the pod template asks for: a second pod
 // with them cannot run on the same node.
 func HostPorts(obj *unstructured.Unstructured, kind rules.Kind) []int64 {
-	template, ok := strings.CutSuffix(string(kind.TemplateLabelsPath), ".metadata.labels")
+	spec, ok := kind.PodSpecPath()
 	if !ok {
 		return nil
 	}
 	var ports []int64
 	for _, list := range []string{"containers", "initContainers"} {
-		containers, _, _ := unstructured.NestedSlice(obj.Object, append(rules.Path(template).Fields(), "spec", list)...)
+		containers, _, _ := unstructured.NestedSlice(obj.Object, append(slices.Clip(spec), list)...)
 		for _, c := range containers {
 			cm, _ := c.(map[string]interface{})
 			cports, _, _ := unstructured.NestedSlice(cm, "ports")

@@ -1,8 +1,6 @@
 package unstructured
 
 import (
-	"strings"
-
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"relabel.dev/relabel/rules"
@@ -20,8 +18,8 @@ func Slim(obj *unstructured.Unstructured, kind rules.Kind) {
 			obj.SetAnnotations(ann)
 		}
 	}
-	if template, ok := strings.CutSuffix(string(kind.TemplateLabelsPath), ".metadata.labels"); ok {
-		unstructured.RemoveNestedField(obj.Object, append(rules.Path(template).Fields(), "spec")...)
+	if spec, ok := kind.PodSpecPath(); ok {
+		unstructured.RemoveNestedField(obj.Object, spec...)
 	}
 }
 
