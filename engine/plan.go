@@ -136,7 +136,8 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 	var items []Item
 	for _, kind := range scope.Kinds {
 		type temp struct{ namespace, origin, label string }
-		originals := map[string]bool{}
+		// originals maps namespace/name to the object's place in items.
+		originals := map[string]int{}
 		var temps []temp
 		err := lister.list(ctx, kind, scope, func(obj *unstructured.Unstructured) error {
 			if workload.IsTemp(obj) {
@@ -144,11 +145,11 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 				temps = append(temps, temp{obj.GetNamespace(), ann[workload.OriginNameAnnotation], ann[workload.TargetAnnotation]})
 				return nil
 			}
-			originals[obj.GetNamespace()+"/"+obj.GetName()] = true
 			item, err := planObject(kind, obj, opts)
 			if err != nil {
 				return err
 			}
+			originals[obj.GetNamespace()+"/"+obj.GetName()] = len(items)
 			items = append(items, item)
 			return nil
 		})
@@ -158,7 +159,14 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 		// A copy whose original is gone is a migration interrupted after the
 		// delete: the original must come back.
 		for _, t := range temps {
-			if t.origin == "" || originals[t.namespace+"/"+t.origin] {
+			if i, ok := originals[t.namespace+"/"+t.origin]; ok {
+				// A copy left next to a finished original is cleaned up.
+				if it := &items[i]; it.Action == ActionSkip && it.Reason == reasonLabelled {
+					it.Action, it.Reason = ActionResume, "labelled, its temporary copy is left"
+				}
+				continue
+			}
+			if t.origin == "" {
 				continue
 			}
 			// The copy records the label its run was adding.
@@ -182,28 +190,14 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 				if err != nil {
 					return nil, err
 				}
-				if originals[mk[0]+"/"+mk[1]] {
-					for i := range items {
-						if it := &items[i]; it.Kind.GVR() == kind.GVR() && it.Namespace == mk[0] && it.Name == mk[1] && it.Action == ActionSkip && it.Reason == reasonLabelled {
-							it.Action, it.Strategy, it.Label, it.Reason = ActionResume, rules.Adopt, label, "labelled, adoption not finished"
-						}
+				if i, ok := originals[mk[0]+"/"+mk[1]]; ok {
+					if it := &items[i]; it.Action == ActionSkip && it.Reason == reasonLabelled {
+						it.Action, it.Strategy, it.Label, it.Reason = ActionResume, rules.Adopt, label, "labelled, adoption not finished"
 					}
 					continue
 				}
 				items = append(items, Item{Kind: kind, Namespace: mk[0], Name: mk[1], Action: ActionResume,
 					Strategy: rules.Adopt, Label: label, Reason: "original missing after its orphan delete"})
-			}
-		}
-		// A copy left next to a finished original is cleaned up.
-		for i := range items {
-			it := &items[i]
-			if it.Kind.GVR() != kind.GVR() || it.Action != ActionSkip || it.Reason != reasonLabelled {
-				continue
-			}
-			for _, t := range temps {
-				if t.namespace == it.Namespace && t.origin == it.Name {
-					it.Action, it.Reason = ActionResume, "labelled, its temporary copy is left"
-				}
 			}
 		}
 	}
