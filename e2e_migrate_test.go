@@ -276,6 +276,40 @@ func TestDryRunWritesNothing(t *testing.T) {
 		}
 		assertUntouched(t, c, ns, before)
 	})
+	t.Run("secrets", func(t *testing.T) {
+		const secret = "s3cr3t-literal"
+		c.ApplyYAML(t, ns, []byte(`
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: creds
+  labels: {app: creds}
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: '{"env":[{"name":"PASSWORD","value":"`+secret+`"}]}'
+spec:
+  selector: {matchLabels: {app: creds}}
+  template:
+    metadata: {labels: {app: creds}}
+    spec:
+      containers:
+      - name: app
+        image: app:1
+        env:
+        - {name: PASSWORD, value: `+secret+`}
+        - name: TOKEN
+          valueFrom: {secretKeyRef: {name: creds, key: token, optional: true}}
+`))
+		r := relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--gvr", "deploy", "-l", "app=creds", "--dry-run", "client")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if strings.Contains(r.stdout+r.stderr, secret) {
+			t.Errorf("the dry run printed a literal env value:\n%s", r.stdout)
+		}
+		if !strings.Contains(r.stdout, "<redacted>") {
+			t.Errorf("the diff shows no redacted context; the test no longer covers it:\n%s", r.stdout)
+		}
+	})
 }
 
 func TestRefusesWithoutConfirmation(t *testing.T) {

@@ -257,12 +257,13 @@ func (m *Migrator) dryRun(ctx context.Context, it Item) Result {
 		return fail(errorf(it, "building the new object: %w", err))
 	}
 	msg := fmt.Sprintf("would create %s, then replace %s", tempName, it.Name)
-	base := workload.ForCreate(original)
-	copyDiff, err := manifestDiff(it.Name, tempName+" (copy)", base, temp)
+	// Printed diffs are redacted; the API server still checks the real objects.
+	base := workload.Redacted(workload.ForCreate(original), it.Kind)
+	copyDiff, err := manifestDiff(it.Name, tempName+" (copy)", base, workload.Redacted(temp, it.Kind))
 	if err != nil {
 		return fail(errorf(it, "%w", err))
 	}
-	newDiff, err := manifestDiff(it.Name, it.Name+" (recreated)", base, recreated)
+	newDiff, err := manifestDiff(it.Name, it.Name+" (recreated)", base, workload.Redacted(recreated, it.Kind))
 	if err != nil {
 		return fail(errorf(it, "%w", err))
 	}

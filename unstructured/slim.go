@@ -24,3 +24,45 @@ func Slim(obj *unstructured.Unstructured, kind rules.Kind) {
 }
 
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// Redacted is a copy of obj fit to print: literal env values (a common home
+// for credentials) and the last-applied annotation (a copy of them) are
+// replaced; env entries that reference Secrets or ConfigMaps keep their
+// reference, which names the source but not the data.
+func Redacted(obj *unstructured.Unstructured, kind rules.Kind) *unstructured.Unstructured {
+	out := obj.DeepCopy()
+	if ann := out.GetAnnotations(); ann != nil {
+		if _, ok := ann[lastApplied]; ok {
+			ann[lastApplied] = redactedValue
+			out.SetAnnotations(ann)
+		}
+	}
+	spec, ok := kind.PodSpecPath()
+	if !ok {
+		return out
+	}
+	for _, list := range []string{"initContainers", "containers", "ephemeralContainers"} {
+		containers, found, err := unstructured.NestedSlice(out.Object, append(spec, list)...)
+		if !found || err != nil {
+			continue
+		}
+		for _, c := range containers {
+			container, ok := c.(map[string]any)
+			if !ok {
+				continue
+			}
+			env, _ := container["env"].([]any)
+			for _, e := range env {
+				if entry, ok := e.(map[string]any); ok {
+					if _, has := entry["value"]; has {
+						entry["value"] = redactedValue
+					}
+				}
+			}
+		}
+		_ = unstructured.SetNestedSlice(out.Object, containers, append(spec, list)...)
+	}
+	return out
+}
+
+const redactedValue = "<redacted>"
