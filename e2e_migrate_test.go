@@ -87,6 +87,13 @@ const engineOriginAnnotation = "relabel.dev/origin-name"
 // ControllerRevision of a deleted owner, remains.
 func assertNoLeftovers(t *testing.T, c *testcluster.Cluster, ns string) {
 	t.Helper()
+	assertNoCopies(t, c, ns)
+	assertNoOrphans(t, c, ns)
+}
+
+// assertNoCopies checks that no temporary copy remains.
+func assertNoCopies(t *testing.T, c *testcluster.Cluster, ns string) {
+	t.Helper()
 	installCRDs(t, c) // rollouts are among the kinds looked at
 	for _, gvr := range []schema.GroupVersionResource{deployments, statefulsets, daemonsets, rollouts} {
 		for _, obj := range list(t, c, gvr, ns) {
@@ -95,6 +102,12 @@ func assertNoLeftovers(t *testing.T, c *testcluster.Cluster, ns string) {
 			}
 		}
 	}
+}
+
+// assertNoOrphans checks that no ReplicaSet or ControllerRevision of a
+// deleted owner remains once the garbage collector has had its minute.
+func assertNoOrphans(t *testing.T, c *testcluster.Cluster, ns string) {
+	t.Helper()
 	owners := map[string]bool{}
 	for _, gvr := range []schema.GroupVersionResource{deployments, statefulsets, daemonsets} {
 		for _, obj := range list(t, c, gvr, ns) {

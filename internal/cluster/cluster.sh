@@ -8,7 +8,7 @@
 #   cluster.sh down [NAME]          delete it
 #   cluster.sh kubeconfig [NAME]    print the kubeconfig path
 #   cluster.sh audit-log [NAME]     print the path of the API server's audit log
-#   cluster.sh restart [NAME]       stop and start the control plane (etcd data is kept)
+#   cluster.sh restart-apiserver [NAME]  stop kube-apiserver and start it again (the rest keeps running)
 #
 # Everything lives under the user's cache directory (RELABEL_CACHE_DIR), never
 # in ~/.kube/config.
@@ -69,7 +69,25 @@ up() {
 	mkdir -p "$KWOK_WORKDIR"
 	exec 9>"$KWOK_WORKDIR/$name.lock"
 	flock 9
-	if [[ -f "$kc" ]] && "$bin/kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1; then
+	# A cluster started with other arguments (an older version of this script) is replaced.
+	local -a args=(
+		--runtime binary
+		--etcd-binary "$bin/etcd"
+		--kube-apiserver-binary "$bin/kube-apiserver"
+		--kube-controller-manager-binary "$bin/kube-controller-manager"
+		--kube-scheduler-binary "$bin/kube-scheduler"
+		--kwok-controller-binary "$bin/kwok"
+		--kube-audit-policy "$here/audit-policy.yaml"
+		--disable-qps-limits
+		# Nothing restarts a controller that loses its lease while the API
+		# server is down (kubelet would, in a real cluster); without leader
+		# election they ride out an API server restart.
+		--extra-args kube-controller-manager=leader-elect=false
+		--extra-args kube-scheduler=leader-elect=false
+	)
+	local stamp="$KWOK_WORKDIR/$name.args"
+	if [[ -f "$kc" && "$(cat "$stamp" 2>/dev/null)" == "${args[*]}" ]] &&
+		"$bin/kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1; then
 		echo "$kc"
 		return
 	fi
@@ -78,33 +96,37 @@ up() {
 	rm -f "$kc"
 	log "starting cluster $name"
 	# 9>&-: the cluster's daemons must not inherit (and hold) the lock.
-	"$bin/kwokctl" create cluster --name "$name" --runtime binary 9>&- \
-		--kubeconfig "$kc" \
-		--etcd-binary "$bin/etcd" \
-		--kube-apiserver-binary "$bin/kube-apiserver" \
-		--kube-controller-manager-binary "$bin/kube-controller-manager" \
-		--kube-scheduler-binary "$bin/kube-scheduler" \
-		--kwok-controller-binary "$bin/kwok" \
-		--kube-audit-policy "$here/audit-policy.yaml" \
-		--disable-qps-limits \
-		--wait 2m >"$log" 2>&1 || { cat "$log" >&2; return 1; }
+	"$bin/kwokctl" create cluster --name "$name" "${args[@]}" 9>&- \
+		--kubeconfig "$kc" --wait 2m >"$log" 2>&1 || { cat "$log" >&2; return 1; }
 	"$bin/kwokctl" scale node --name "$name" --replicas "$NODES" >>"$log" 2>&1 9>&- || { cat "$log" >&2; return 1; }
 	"$bin/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node --all --timeout=2m >>"$log" 2>&1 || { cat "$log" >&2; return 1; }
+	echo "${args[*]}" >"$stamp"
 	log "cluster $name is up with $NODES nodes"
 	echo "$kc"
 }
 
-restart() {
-	local name=$1 bin kc
+restart_apiserver() {
+	local name=$1 dir pidfile pid bin kc
+	local -a cmd
 	bin=$(bindir)
 	kc=$(kubeconfig "$name")
-	"$bin/kwokctl" stop cluster --name "$name" >/dev/null 2>&1 9>&-
-	"$bin/kwokctl" start cluster --name "$name" >/dev/null 2>&1 9>&-
-	for _ in $(seq 1 120); do
+	dir="$KWOK_WORKDIR/clusters/$name"
+	pidfile="$dir/pids/kube-apiserver.pid"
+	pid=$(cat "$pidfile")
+	mapfile -d '' cmd <"/proc/$pid/cmdline"
+	# A graceful stop waits 60 s for open watches; after 5 s it is a crash.
+	kill "$pid"
+	for _ in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+	kill -KILL "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+	# The same command line, its pid where kwokctl looks for it.
+	(cd "$dir" && exec "${cmd[@]}" >>"$dir/logs/kube-apiserver.log" 2>&1 </dev/null 9>&-) &
+	echo $! >"$pidfile"
+	for _ in $(seq 1 240); do
 		"$bin/kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1 && return 0
 		sleep 0.5
 	done
-	log "cluster $name did not come back"
+	log "the API server of cluster $name did not come back"
 	return 1
 }
 
@@ -113,7 +135,7 @@ down() {
 	bin=$(bindir)
 	"$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$(kubeconfig "$name")" >/dev/null 2>&1 || true
 	log "cluster $name is down"
-	rm -f "$(kubeconfig "$name")"
+	rm -f "$(kubeconfig "$name")" "$KWOK_WORKDIR/$name.args"
 }
 
 cmd=${1:-}
@@ -123,10 +145,10 @@ bin) bindir ;;
 up) up "$name" ;;
 down) down "$name" ;;
 kubeconfig) kubeconfig "$name" ;;
-restart) restart "$name" ;;
+restart-apiserver) restart_apiserver "$name" ;;
 audit-log) echo "$KWOK_WORKDIR/clusters/$name/logs/audit.log" ;;
 *)
-	echo "usage: $0 bin|up|down|restart|kubeconfig|audit-log [NAME]" >&2
+	echo "usage: $0 bin|up|down|restart-apiserver|kubeconfig|audit-log [NAME]" >&2
 	exit 2
 	;;
 esac
