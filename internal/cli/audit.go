@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/apimachinery/pkg/labels"
@@ -17,14 +18,15 @@ func auditCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "audit",
 		Usage: "report which workloads lack a label in their selector, pod template or metadata",
-		UsageText: "relabel audit --label KEY[=VALUE] [--gvr RESOURCE]... [-n NAMESPACE | -A] [-l SELECTOR] [-o table|json|yaml] [--exit-code]\n\n" +
+		UsageText: "relabel audit --label KEY[=VALUE] [--gvr RESOURCE]... [-n NAMESPACE | -A] [-l SELECTOR] [-o table|json|yaml|html] [--exit-code]\n\n" +
 			"   relabel audit --label stage -A\n" +
+			"   relabel audit --label stage -A -o html > report.html\n" +
 			"   relabel audit --label stage=production --gvr deploy -n shop -o json --exit-code",
 		Flags: append(connectionFlags(),
 			&cli.StringFlag{Name: "label", Usage: "the label to look for: KEY, or KEY=VALUE to check the value too"},
 			&cli.StringSliceFlag{Name: "gvr", Usage: "resource to audit (apps/v1/deployments, deploy, sts, rollouts.argoproj.io); repeatable; default: every workload kind"},
 			&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only objects matching this label selector (kubectl's -l)"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, json or yaml"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, json, yaml or html (a self-contained page to open in a browser)"},
 			&cli.BoolFlag{Name: "exit-code", Usage: "exit with code 3 when any object lacks the label"},
 			rulesFlag(),
 		),
@@ -62,7 +64,7 @@ func auditConfigFrom(c *cli.Context) (AuditConfig, error) {
 	if err != nil {
 		return AuditConfig{}, err
 	}
-	output, err := parseOutput(c.String("output"))
+	output, err := parseOutput(c.String("output"), outputTable, outputJSON, outputYAML, outputHTML)
 	if err != nil {
 		return AuditConfig{}, err
 	}
@@ -98,9 +100,12 @@ func auditAction(c *cli.Context) error {
 		return err
 	}
 	report := newAuditReport(cfg.Label, findings)
-	if cfg.Output == outputTable {
+	switch cfg.Output {
+	case outputTable:
 		err = printAuditTable(c.App.Writer, c.App.ErrWriter, report, clients.Namespace)
-	} else {
+	case outputHTML:
+		err = printAuditHTML(c.App.Writer, report, auditScope{Host: clients.Host, Context: clients.Context, Namespace: clients.Namespace, Time: time.Now()})
+	default:
 		err = printDocument(c.App.Writer, cfg.Output, report)
 	}
 	if err != nil {

@@ -88,6 +88,8 @@ type Clients struct {
 	Namespace string
 	// Host names the cluster in messages.
 	Host string
+	// Context is the kubeconfig context used; empty in-cluster.
+	Context string
 }
 
 func (conn Connection) clientConfig() clientcmd.ClientConfig {
@@ -117,7 +119,11 @@ func (conn Connection) Connect() (*Clients, error) {
 			}
 		}
 	}
-	clients := &Clients{Config: config, Namespace: namespace, Host: config.Host}
+	clients := &Clients{Config: config, Namespace: namespace, Host: config.Host, Context: conn.Context}
+	// The context only names the cluster in reports; in-cluster there is none.
+	if raw, err := cc.RawConfig(); err == nil && clients.Context == "" {
+		clients.Context = raw.CurrentContext
+	}
 	if clients.Dynamic, err = dynamic.NewForConfig(config); err != nil {
 		return nil, fmt.Errorf("building the dynamic client for %s: %w", config.Host, err)
 	}

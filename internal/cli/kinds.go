@@ -26,7 +26,7 @@ func kindsCommand() *cli.Command {
 			if err := argsNone(c); err != nil {
 				return err
 			}
-			format, err := parseOutput(c.String("output"))
+			format, err := parseOutput(c.String("output"), outputTable, outputJSON, outputYAML)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -18,16 +19,22 @@ const (
 	outputTable = "table"
 	outputJSON  = "json"
 	outputYAML  = "yaml"
+	outputHTML  = "html"
 )
 
-func parseOutput(s string) (string, error) {
-	switch s {
-	case "", outputTable:
-		return outputTable, nil
-	case outputJSON, outputYAML:
+// parseOutput checks s against the formats a command accepts; empty is table.
+func parseOutput(s string, accepted ...string) (string, error) {
+	if s == "" {
+		s = outputTable
+	}
+	if slices.Contains(accepted, s) {
 		return s, nil
 	}
-	return "", usageErrorf("--output %q: want table, json or yaml", s)
+	want := accepted[len(accepted)-1]
+	if len(accepted) > 1 {
+		want = strings.Join(accepted[:len(accepted)-1], ", ") + " or " + want
+	}
+	return "", usageErrorf("--output %q: want %s", s, want)
 }
 
 // printDocument writes v as indented JSON or as YAML.
