@@ -16,18 +16,20 @@ const SchemaVersion = "relabel.dev/v1"
 // Output formats.
 const (
 	outputTable = "table"
-	outputJSON  = "json"
-	outputYAML  = "yaml"
+	// outputWide is the table with more columns, as in kubectl get -o wide.
+	outputWide = "wide"
+	outputJSON = "json"
+	outputYAML = "yaml"
 )
 
 func parseOutput(s string) (string, error) {
 	switch s {
 	case "", outputTable:
 		return outputTable, nil
-	case outputJSON, outputYAML:
+	case outputWide, outputJSON, outputYAML:
 		return s, nil
 	}
-	return "", usageErrorf("--output %q: want table, json or yaml", s)
+	return "", usageErrorf("--output %q: want table, wide, json or yaml", s)
 }
 
 // printDocument writes v as indented JSON or as YAML.
