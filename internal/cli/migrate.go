@@ -372,7 +372,7 @@ func migrateClusters(c *cli.Context, cfg MigrateConfig) error {
 		var report *MigrationReport
 		var err error
 		switch {
-		case stop:
+		case stop || ctx.Err() != nil: // Ctrl-C between two clusters starts no other
 			err = errNotStarted
 		case cm.act == 0:
 			r := newMigrationReport(cfg, nil)
