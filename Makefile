@@ -16,8 +16,9 @@ build: ## build bin/relabel
 demo: build ## start the local cluster, load sample workloads, run relabel on them
 	bash internal/cluster/demo.sh
 
-test: lint ## run every test, end to end on the local cluster
+test: lint ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests)
 	RELABEL_TEST_KUBECONFIG=$$(bash $(CLUSTER) up relabel-test) \
+	RELABEL_TEST_KUBECONFIG_B=$$(RELABEL_CLUSTER_NODES=1 bash $(CLUSTER) up relabel-test-b) \
 		$(GO) test -race -count=1 -timeout 60m ./...
 
 test-short: ## only the tests that need no cluster
@@ -34,6 +35,7 @@ cluster-up: ## start the local cluster and print its kubeconfig path
 cluster-down: ## delete the local clusters
 	@bash $(CLUSTER) down
 	@bash $(CLUSTER) down relabel-test
+	@bash $(CLUSTER) down relabel-test-b
 
 clean:
 	rm -rf bin

@@ -246,9 +246,9 @@ func TestUsageErrors(t *testing.T) {
 		{"namespace and all", []string{"--label", "stage=x", "-n", "a", "-A"}, 2, "exclude each other"},
 		{"bad dry-run", []string{"--label", "stage=x", "--dry-run", "maybe"}, 2, "--dry-run"},
 		{"audit without label", []string{"audit"}, 2, "--label is required"},
-		{"audit bad output", []string{"audit", "--label", "x", "-o", "xml"}, 2, `--output "xml": want table, json, yaml or html`},
-		{"kinds html", []string{"kinds", "-o", "html"}, 2, `--output "html": want table, json or yaml`},
-		{"migrate html", []string{"--label", "stage=x", "-o", "html"}, 2, `--output "html": want table or json`},
+		{"audit bad output", []string{"audit", "--label", "x", "-o", "xml"}, 2, `--output "xml": want table, wide, json, yaml or html`},
+		{"kinds html", []string{"kinds", "-o", "html"}, 2, `--output "html": want table, wide, json or yaml`},
+		{"migrate html", []string{"--label", "stage=x", "-o", "html"}, 2, `--output "html": want table, wide or json`},
 		{"missing kubeconfig", []string{"--label", "stage=x"}, 1, "kubeconfig"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,6 +40,8 @@ type Finding struct {
 	Owner string `json:"owner,omitempty"`
 	// ManagedBy names a tool (Helm, Argo CD, Flux) that may revert changes.
 	ManagedBy string `json:"managedBy,omitempty"`
+	// LabelSelector is the object's selector as kubectl -l writes it.
+	LabelSelector string `json:"labelSelector,omitempty"`
 }
 
 // Auditor lists workloads page by page and checks each for the label.
@@ -78,6 +80,7 @@ func (a Auditor) Audit(ctx context.Context, scope Scope, label workload.Label) (
 				local = append(local, Finding{
 					GVR: kind.GVRString(), Kind: kind.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
 					Report: report, Complete: report.Complete(), Owner: controllerOf(obj), ManagedBy: managedBy(obj),
+					LabelSelector: selectorString(obj, kind),
 				})
 				return nil
 			})
@@ -101,6 +104,16 @@ func (a Auditor) Audit(ctx context.Context, scope Scope, label workload.Label) (
 		return a.Name < b.Name
 	})
 	return findings, nil
+}
+
+// selectorString is obj's selector for people to read. A selector that is
+// absent or does not parse is left out: audit reports, it does not validate.
+func selectorString(obj *unstructured.Unstructured, kind rules.Kind) string {
+	selector, err := workload.Selector(obj, kind)
+	if err != nil {
+		return ""
+	}
+	return selector.String()
 }
 
 // list pages through one kind, calling visit for each object.

@@ -34,23 +34,33 @@ const (
 	defaultBurst = 100
 )
 
-func connectionFlags() []cli.Flag {
-	return []cli.Flag{
+// connectionFlags are the flags every command takes; with several,
+// --context is repeatable and --all-contexts is there too.
+func connectionFlags(several bool) []cli.Flag {
+	context := &cli.StringSliceFlag{Name: "context", Usage: "the kubeconfig context to use"}
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "kubeconfig", Usage: "path to the kubeconfig file (default: $KUBECONFIG, merged when it lists several, else ~/.kube/config, else in-cluster)"},
-		&cli.StringFlag{Name: "context", Usage: "the kubeconfig context to use"},
+		context,
+	}
+	if several {
+		context.Usage = "the kubeconfig context to use; repeatable: one section per context, in the order given"
+		flags = append(flags, &cli.BoolFlag{Name: "all-contexts", Usage: "every context of the kubeconfig, sorted by name"})
+	}
+	return append(flags,
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "work in this namespace (default: the context's namespace)"},
 		&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "work in every namespace"},
 		&cli.DurationFlag{Name: "request-timeout", Usage: "timeout of a single API request (0: none)"},
 		&cli.Float64Flag{Name: "qps", Value: defaultQPS, Usage: "client requests per second to the API server"},
 		&cli.IntFlag{Name: "burst", Value: defaultBurst, Usage: "client request burst to the API server"},
 		&cli.IntFlag{Name: "v", Usage: "log verbosity (klog): 2 phases, 4 per kind, 5 per object"},
-	}
+	)
 }
 
+// connectionFrom reads the connection flags but the contexts: Contexts.targets
+// gives each Connection its context.
 func connectionFrom(c *cli.Context) (Connection, error) {
 	conn := Connection{
 		Kubeconfig:     c.String("kubeconfig"),
-		Context:        c.String("context"),
 		Namespace:      c.String("namespace"),
 		AllNamespaces:  c.Bool("all-namespaces"),
 		RequestTimeout: c.Duration("request-timeout"),

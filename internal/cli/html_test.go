@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	workload "relabel.dev/relabel/unstructured"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const hostile = "<script>alert(1)</script>"
 
@@ -209,9 +207,9 @@ func TestOutputFormatPerCommand(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"kinds", "-o", "html"}, `--output "html": want table, json or yaml`},
-		{[]string{"--label", "stage=x", "-o", "html"}, `--output "html": want table or json`},
-		{[]string{"audit", "--label", "stage", "-o", "xml"}, `--output "xml": want table, json, yaml or html`},
+		{[]string{"kinds", "-o", "html"}, `--output "html": want table, wide, json or yaml`},
+		{[]string{"--label", "stage=x", "-o", "html"}, `--output "html": want table, wide or json`},
+		{[]string{"audit", "--label", "stage", "-o", "xml"}, `--output "xml": want table, wide, json, yaml or html`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,7 +26,7 @@ import (
 )
 
 func migrateFlags() []cli.Flag {
-	return append(connectionFlags(),
+	return append(connectionFlags(true),
 		&cli.StringFlag{Name: "label", Usage: "the label to add, KEY=VALUE"},
 		&cli.StringSliceFlag{Name: "gvr", Usage: "resource to migrate (apps/v1/deployments, deploy, sts, rollouts.argoproj.io); repeatable; default: every workload kind"},
 		&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only objects matching this label selector (kubectl's -l)"},
@@ -37,7 +39,9 @@ func migrateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "dry-run", Usage: "client: print the plan only; server: also let the API server validate the copies and new objects"},
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before the first write"},
 		&cli.BoolFlag{Name: "include-owned", Usage: "also migrate objects controlled by another object (its controller may fight the change)"},
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table or json (the final report)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, wide or json (the final report)"},
+		&cli.BoolFlag{Name: "multi-cluster", Usage: "with --yes, confirm a migration over several contexts (--all-contexts or --context given more than once); clusters go one after another"},
+		&cli.BoolFlag{Name: "keep-going", Usage: "with several contexts, go on with the next cluster after one fails"},
 		rulesFlag(),
 	)
 }
@@ -56,7 +60,12 @@ func defaultBackupDir() string {
 
 // MigrateConfig is the migration's input, checked before any request.
 type MigrateConfig struct {
-	Connection   Connection
+	Targets []Target
+	// Several: more than one context was asked for; clusters are migrated
+	// one after another, each in its own section.
+	Several      bool
+	MultiCluster bool
+	KeepGoing    bool
 	Label        workload.Label
 	GVRs         []string
 	Selector     string
@@ -81,6 +90,10 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 	if err != nil {
 		return MigrateConfig{}, err
 	}
+	contexts, err := contextsFrom(c)
+	if err != nil {
+		return MigrateConfig{}, err
+	}
 	file, err := loadRules(c)
 	if err != nil {
 		return MigrateConfig{}, err
@@ -99,7 +112,7 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 		return MigrateConfig{}, err
 	}
 	cfg := MigrateConfig{
-		Connection: conn, Label: label, GVRs: c.StringSlice("gvr"), Selector: selector,
+		Several: contexts.Several(), MultiCluster: c.Bool("multi-cluster"), KeepGoing: c.Bool("keep-going"), Label: label, GVRs: c.StringSlice("gvr"), Selector: selector,
 		Timeout: c.Duration("timeout"), Concurrency: c.Int("concurrency"), BackupDir: c.String("backup-dir"),
 		TempSuffix: c.String("temp-suffix"), Yes: c.Bool("yes"), IncludeOwned: c.Bool("include-owned"), Rules: file,
 	}
@@ -130,9 +143,20 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 		return cfg, usageErrorf("--temp-suffix %q: want a dash and lower-case letters or digits, like -temp", cfg.TempSuffix)
 	}
 	switch cfg.Output = c.String("output"); cfg.Output {
-	case outputTable, outputJSON:
+	case outputTable, outputWide, outputJSON:
 	default:
-		return cfg, usageErrorf("--output %q: want table or json", cfg.Output)
+		return cfg, usageErrorf("--output %q: want table, wide or json", cfg.Output)
+	}
+	// Last: it reads the kubeconfig, whose errors are not bad input.
+	if cfg.Targets, err = contexts.targets(conn); err != nil {
+		return cfg, err
+	}
+	if cfg.Several && cfg.DryRun == engine.DryRunNone && !(cfg.Yes && cfg.MultiCluster) {
+		names := make([]string, len(cfg.Targets))
+		for i, t := range cfg.Targets {
+			names[i] = t.Context
+		}
+		return cfg, usageErrorf("refusing to migrate %d contexts (%s) without --yes --multi-cluster; nothing was changed", len(names), strings.Join(names, ", "))
 	}
 	return cfg, nil
 }
@@ -154,89 +178,140 @@ func migrateAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Several {
+		return migrateClusters(c, cfg)
+	}
 	ctx, stdout, stderr := c.Context, c.App.Writer, c.App.ErrWriter
-	clients, kinds, err := connectAndSelect(ctx, cfg.Connection, stderr, cfg.Rules, cfg.GVRs)
+	cm, err := planCluster(ctx, cfg, cfg.Targets[0], stderr)
 	if err != nil {
 		return err
 	}
-	if clients.Namespace != "" {
-		// Users limited to one namespace may not read namespaces; only a clear "not found" stops here.
-		if _, err := clients.Kube.CoreV1().Namespaces().Get(ctx, clients.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			return UsageError{Err: fmt.Errorf("namespace %s does not exist", clients.Namespace)}
-		}
+	if cm.act == 0 {
+		return printMigrationReport(stdout, cfg, newMigrationReport(cfg, nil))
 	}
-	scope := engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}
-	backups := engine.Backups{Dir: cfg.BackupDir}
-	items, err := engine.Plan(ctx, engine.Auditor{Dynamic: clients.Dynamic}, scope, engine.PlanOptions{
-		Label: cfg.Label, IncludeOwned: cfg.IncludeOwned, NamespaceGiven: cfg.Connection.Namespace != "",
-		Strategy: cfg.Strategy, Backups: &backups, Rules: cfg.Rules, MaxSurgePods: cfg.MaxSurgePods,
-	})
-	if errors.Is(err, engine.ErrStrategyRefused) || errors.Is(err, engine.ErrBadRule) {
-		return UsageError{Err: err}
-	}
-	if err != nil {
-		return err
-	}
-	printPlan(stderr, items, cfg)
-	// A selector that already has the key with another value is a mistake to
-	// look into, not something to step around.
-	var conflicts []string
-	for _, it := range items {
-		if it.Conflict {
-			conflicts = append(conflicts, it.Kind.Kind+" "+it.Ref()+": "+it.Reason)
-		}
-	}
-	if len(conflicts) > 0 {
-		return usageErrorf("%d objects cannot take the label, nothing was changed (exclude them with -l): %s", len(conflicts), strings.Join(conflicts, "; "))
-	}
-	act, _ := engine.Count(items)
-	if act == 0 {
-		return printMigrationReport(stdout, cfg, nil)
-	}
-
 	if cfg.DryRun == engine.DryRunNone {
-		missing, err := engine.Preflight(ctx, clients.Kube.AuthorizationV1().SelfSubjectAccessReviews(), engine.RequiredPermissions(items))
-		if err != nil {
+		if err := confirm(c.App.Reader, stderr, cfg.Yes, cm.act); err != nil {
 			return err
 		}
-		if len(missing) > 0 {
-			return engine.MissingPermissionsError{Missing: missing}
-		}
-		if err := backups.Check(); err != nil {
-			return err
-		}
-		if err := confirm(c.App.Reader, stderr, cfg.Yes, act); err != nil {
-			return err
-		}
-		release, err := engine.Locks{Client: clients.Kube.CoordinationV1(), Identity: engine.NewIdentity()}.Acquire(ctx, planNamespaces(items))
+		release, err := cm.lock(ctx)
 		if err != nil {
 			return err
 		}
 		defer release()
 	}
+	results, err := cm.run(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if err := printMigrationReport(stdout, cfg, newMigrationReport(cfg, results)); err != nil {
+		return err
+	}
+	return migrationOutcome(results, cm.act)
+}
 
-	events := &engine.Events{Client: clients.Kube.CoreV1()}
+// clusterMigration is one cluster's migration, planned and checked.
+type clusterMigration struct {
+	target  Target
+	clients *Clients
+	items   []engine.Item
+	act     int
+	backups engine.Backups
+}
+
+// planCluster plans one cluster's migration and checks, without writing,
+// all that must hold before the first write: the namespace, the plan,
+// permissions and the backup directory.
+func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Writer) (*clusterMigration, error) {
+	clients, kinds, err := connectAndSelect(ctx, t.Connection, stderr, cfg.Rules, cfg.GVRs)
+	if err != nil {
+		return nil, err
+	}
+	if clients.Namespace != "" {
+		// Users limited to one namespace may not read namespaces; only a clear "not found" stops here.
+		if _, err := clients.Kube.CoreV1().Namespaces().Get(ctx, clients.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return nil, UsageError{Err: fmt.Errorf("namespace %s does not exist", clients.Namespace)}
+		}
+	}
+	cm := &clusterMigration{target: t, clients: clients, backups: engine.Backups{Dir: cfg.BackupDir}}
+	if cfg.Several {
+		// Two clusters may hold objects of the same namespace and name.
+		cm.backups.Dir = filepath.Join(cfg.BackupDir, contextDir(t.Context))
+	}
+	scope := engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}
+	cm.items, err = engine.Plan(ctx, engine.Auditor{Dynamic: clients.Dynamic}, scope, engine.PlanOptions{
+		Label: cfg.Label, IncludeOwned: cfg.IncludeOwned, NamespaceGiven: t.Namespace != "",
+		Strategy: cfg.Strategy, Backups: &cm.backups, Rules: cfg.Rules, MaxSurgePods: cfg.MaxSurgePods,
+	})
+	if errors.Is(err, engine.ErrStrategyRefused) || errors.Is(err, engine.ErrBadRule) {
+		return nil, UsageError{Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	printPlan(stderr, cm.items, cm.backups.Dir)
+	// A selector that already has the key with another value is a mistake to
+	// look into, not something to step around.
+	var conflicts []string
+	for _, it := range cm.items {
+		if it.Conflict {
+			conflicts = append(conflicts, it.Kind.Kind+" "+it.Ref()+": "+it.Reason)
+		}
+	}
+	if len(conflicts) > 0 {
+		return nil, usageErrorf("%d objects cannot take the label, nothing was changed (exclude them with -l): %s", len(conflicts), strings.Join(conflicts, "; "))
+	}
+	if cm.act, _ = engine.Count(cm.items); cm.act == 0 || cfg.DryRun != engine.DryRunNone {
+		return cm, nil
+	}
+	missing, err := engine.Preflight(ctx, clients.Kube.AuthorizationV1().SelfSubjectAccessReviews(), engine.RequiredPermissions(cm.items))
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		return nil, engine.MissingPermissionsError{Missing: missing}
+	}
+	if err := cm.backups.Check(); err != nil {
+		return nil, err
+	}
+	return cm, nil
+}
+
+// contextDir names a context's backup directory: context names may hold
+// slashes (EKS ARNs) and must not climb out of the backup directory.
+func contextDir(context string) string {
+	name := url.PathEscape(context)
+	if strings.Trim(name, ".") == "" {
+		name = strings.ReplaceAll(name, ".", "%2E")
+	}
+	return name
+}
+
+// lock takes the Lease of every namespace the plan writes to.
+func (cm *clusterMigration) lock(ctx context.Context) (release func(), err error) {
+	return engine.Locks{Client: cm.clients.Kube.CoordinationV1(), Identity: engine.NewIdentity()}.Acquire(ctx, planNamespaces(cm.items))
+}
+
+// run migrates the cluster's planned objects.
+func (cm *clusterMigration) run(ctx context.Context, cfg MigrateConfig, stderr io.Writer) ([]engine.Result, error) {
+	events := &engine.Events{Client: cm.clients.Kube.CoreV1()}
 	defer events.Wait()
-
-	progress := newProgressPrinter(stderr, act, crashAfter())
+	progress := newProgressPrinter(stderr, cm.act, crashAfter())
 	defer progress.close()
 	m := &engine.Migrator{
-		Dynamic:    clients.Dynamic,
-		Backups:    backups,
+		Dynamic:    cm.clients.Dynamic,
+		Backups:    cm.backups,
 		Events:     events,
 		OnProgress: progress.print,
 		Options: engine.Options{
 			TempSuffix: cfg.TempSuffix, Timeout: cfg.Timeout, Concurrency: cfg.Concurrency,
-			Namespace: clients.Namespace, DryRun: cfg.DryRun,
+			Namespace: cm.clients.Namespace, DryRun: cfg.DryRun,
 		},
 	}
-	results, err := m.Run(ctx, items)
-	if err != nil {
-		return err
-	}
-	if err := printMigrationReport(stdout, cfg, results); err != nil {
-		return err
-	}
+	return m.Run(ctx, cm.items)
+}
+
+// migrationOutcome is the error of a run whose objects failed or stopped.
+func migrationOutcome(results []engine.Result, act int) error {
 	var failed, interrupted int
 	for _, r := range results {
 		switch r.Outcome {
@@ -255,9 +330,78 @@ func migrateAction(c *cli.Context) error {
 	return nil
 }
 
-func printPlan(w io.Writer, items []engine.Item, cfg MigrateConfig) {
+// errNotStarted marks the clusters left alone after an earlier one failed
+// or the run was interrupted; it follows an error, so it needs no rank.
+var errNotStarted = errors.New("not started: the run stopped at an earlier context (--keep-going goes on after a failure)")
+
+// migrateClusters migrates several clusters one after another. Every
+// cluster is planned and checked, and every Lease taken, before the first
+// write anywhere.
+func migrateClusters(c *cli.Context, cfg MigrateConfig) error {
+	ctx, stdout, stderr := c.Context, c.App.Writer, c.App.ErrWriter
+	planned := make([]*clusterMigration, len(cfg.Targets))
+	outcomes := make([]clusterOutcome, len(cfg.Targets))
+	refused := false
+	for i, t := range cfg.Targets {
+		sectionHeader(stderr, i == 0, t.Context, t.Server)
+		cm, err := planCluster(ctx, cfg, t, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			refused = true
+		}
+		planned[i], outcomes[i] = cm, clusterOutcome{context: t.Context, err: err}
+	}
+	if refused {
+		return worstOutcome(outcomes)
+	}
+	if cfg.DryRun == engine.DryRunNone {
+		for _, cm := range planned {
+			if cm.act == 0 {
+				continue
+			}
+			release, err := cm.lock(ctx)
+			if err != nil {
+				return fmt.Errorf("context %s: %w; nothing was changed", cm.target.Context, err)
+			}
+			defer release()
+		}
+	}
+	results := make([]ClusterResult[MigrationReport], len(planned))
+	stop := false
+	for i, cm := range planned {
+		var report *MigrationReport
+		var err error
+		switch {
+		case stop || ctx.Err() != nil: // Ctrl-C between two clusters starts no other
+			err = errNotStarted
+		case cm.act == 0:
+			r := newMigrationReport(cfg, nil)
+			report = &r
+		default:
+			sectionHeader(stderr, false, cm.target.Context, cm.target.Server)
+			var res []engine.Result
+			if res, err = cm.run(ctx, cfg, stderr); err == nil {
+				r := newMigrationReport(cfg, res)
+				report = &r
+				err = migrationOutcome(res, cm.act)
+			}
+		}
+		results[i] = newClusterResult(cm.target, report, nil)
+		if err != nil {
+			results[i].Error = err.Error()
+		}
+		outcomes[i].err = err
+		stop = stop || (err != nil && (!cfg.KeepGoing || ctx.Err() != nil))
+	}
+	if err := printMultiMigration(stdout, cfg, results); err != nil {
+		return err
+	}
+	return worstOutcome(outcomes)
+}
+
+func printPlan(w io.Writer, items []engine.Item, backupDir string) {
 	act, skip := engine.Count(items)
-	fmt.Fprintf(w, "Plan: %d objects to migrate (%d skipped), backups in %s\n", act, skip, cfg.BackupDir)
+	fmt.Fprintf(w, "Plan: %d objects to migrate (%d skipped), backups in %s\n", act, skip, backupDir)
 	for _, it := range items {
 		if it.Action == engine.ActionSkip {
 			continue
@@ -398,38 +542,89 @@ type MigrationResult struct {
 	Outcome         string  `json:"outcome"`
 	DurationSeconds float64 `json:"durationSeconds"`
 	Message         string  `json:"message,omitempty"`
+	// label and diff (with its header) are for the table only.
+	label string
+	diff  string
 }
 
-func printMigrationReport(w io.Writer, cfg MigrateConfig, results []engine.Result) error {
+func newMigrationReport(cfg MigrateConfig, results []engine.Result) MigrationReport {
 	report := MigrationReport{APIVersion: SchemaVersion, Kind: "MigrationReport", Label: cfg.Label.String(), DryRun: string(cfg.DryRun),
 		Summary: map[string]int{}, Items: []MigrationResult{}}
 	for _, r := range results {
 		report.Summary[string(r.Outcome)]++
-		report.Items = append(report.Items, MigrationResult{
+		item := MigrationResult{
 			GVR: r.Item.Kind.GVRString(), Kind: r.Item.Kind.Kind, Namespace: r.Item.Namespace, Name: r.Item.Name,
 			Strategy: string(r.Item.Strategy), Outcome: string(r.Outcome), DurationSeconds: r.Duration.Round(time.Millisecond).Seconds(), Message: r.Message,
-		})
+			label: r.Item.Label.String(),
+		}
+		if r.Diff != "" {
+			item.diff = fmt.Sprintf("# %s %s\n%s\n", r.Item.Kind.Kind, r.Item.Ref(), r.Diff)
+		}
+		report.Items = append(report.Items, item)
 	}
+	return report
+}
+
+func printMigrationReport(w io.Writer, cfg MigrateConfig, report MigrationReport) error {
 	if cfg.Output == outputJSON {
 		return printDocument(w, outputJSON, report)
 	}
-	if len(results) == 0 {
+	if len(report.Items) == 0 {
 		fmt.Fprintln(w, "Nothing to migrate.")
 		return nil
 	}
-	for _, r := range results {
-		if r.Diff != "" {
-			fmt.Fprintf(w, "# %s %s\n%s\n", r.Item.Kind.Kind, r.Item.Ref(), r.Diff)
-		}
-	}
-	t := newTable(w, "NAMESPACE", "KIND", "NAME", "RESULT", "DURATION", "MESSAGE")
 	for _, r := range report.Items {
-		t.row(r.Namespace, r.Kind, r.Name, r.Outcome, fmt.Sprintf("%.1fs", r.DurationSeconds), r.Message)
+		fmt.Fprint(w, r.diff)
+	}
+	wide := cfg.Output == outputWide
+	headers := []string{"NAMESPACE", "KIND", "NAME", "RESULT", "DURATION", "MESSAGE"}
+	if wide {
+		headers = []string{"NAMESPACE", "KIND", "NAME", "RESULT", "DURATION", "STRATEGY", "LABEL", "GVR", "MESSAGE"}
+	}
+	t := newTable(w, headers...)
+	for _, r := range report.Items {
+		duration := fmt.Sprintf("%.1fs", r.DurationSeconds)
+		if wide {
+			t.row(r.Namespace, r.Kind, r.Name, r.Outcome, duration, r.Strategy, r.label, r.GVR, r.Message)
+		} else {
+			t.row(r.Namespace, r.Kind, r.Name, r.Outcome, duration, r.Message)
+		}
 	}
 	if err := t.flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nmigrated %d, skipped %d, failed %d, interrupted %d\n",
 		report.Summary[string(engine.Migrated)], report.Summary[string(engine.Skipped)], report.Summary[string(engine.Failed)], report.Summary[string(engine.Interrupted)])
+	return nil
+}
+
+// MultiClusterMigrationReport is the machine-readable form of a migration
+// over several contexts: each cluster's MigrationReport and, when it
+// failed or was not started, its error.
+type MultiClusterMigrationReport struct {
+	APIVersion string                           `json:"apiVersion"`
+	Kind       string                           `json:"kind"`
+	Label      string                           `json:"label"`
+	DryRun     string                           `json:"dryRun,omitempty"`
+	Clusters   []ClusterResult[MigrationReport] `json:"clusters"`
+}
+
+func printMultiMigration(w io.Writer, cfg MigrateConfig, results []ClusterResult[MigrationReport]) error {
+	if cfg.Output == outputJSON {
+		return printDocument(w, outputJSON, MultiClusterMigrationReport{
+			APIVersion: SchemaVersion, Kind: "MultiClusterMigrationReport", Label: cfg.Label.String(), DryRun: string(cfg.DryRun), Clusters: results,
+		})
+	}
+	for i, r := range results {
+		sectionHeader(w, i == 0, r.Context, r.Server)
+		if r.Report != nil {
+			if err := printMigrationReport(w, cfg, *r.Report); err != nil {
+				return err
+			}
+		}
+		if r.Error != "" {
+			fmt.Fprintln(w, "error:", r.Error)
+		}
+	}
 	return nil
 }

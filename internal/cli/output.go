@@ -17,9 +17,11 @@ const SchemaVersion = "relabel.dev/v1"
 // Output formats.
 const (
 	outputTable = "table"
-	outputJSON  = "json"
-	outputYAML  = "yaml"
-	outputHTML  = "html"
+	// outputWide is the table with more columns, as in kubectl get -o wide.
+	outputWide = "wide"
+	outputJSON = "json"
+	outputYAML = "yaml"
+	outputHTML = "html"
 )
 
 // parseOutput checks s against the formats a command accepts; empty is table.

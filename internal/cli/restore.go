@@ -21,7 +21,7 @@ func restoreCommand() *cli.Command {
 		UsageText: "relabel restore [--backup-dir DIR] [--gvr RESOURCE]... [-n NAMESPACE | -A] [NAME]...\n\n" +
 			"   relabel restore -n shop web          # recreate shop/web if it is gone\n" +
 			"   relabel restore -A --dry-run         # list what would be recreated",
-		Flags: append(connectionFlags(),
+		Flags: append(connectionFlags(false),
 			&cli.StringFlag{Name: "backup-dir", Value: defaultBackupDir(), Usage: "where relabel saved the manifests"},
 			&cli.StringSliceFlag{Name: "gvr", Usage: "only backups of this resource; repeatable"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be recreated, create nothing"},
@@ -37,8 +37,16 @@ func restoreAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	contexts := Contexts{Names: c.StringSlice("context")}
+	if contexts.Several() {
+		return usageErrorf("--context: restore works on one context at a time")
+	}
+	targets, err := contexts.targets(conn)
+	if err != nil {
+		return err
+	}
 	names := c.Args().Slice()
-	clients, kinds, err := connectAndSelect(c.Context, conn, c.App.ErrWriter, nil, c.StringSlice("gvr"))
+	clients, kinds, err := connectAndSelect(c.Context, targets[0].Connection, c.App.ErrWriter, nil, c.StringSlice("gvr"))
 	if err != nil {
 		return err
 	}

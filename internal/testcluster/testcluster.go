@@ -1,7 +1,8 @@
 // Package testcluster gives tests a real local Kubernetes cluster (etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler and kwok): the one
 // named by RELABEL_TEST_KUBECONFIG, or one started through
-// internal/cluster/cluster.sh and shared by every test process.
+// internal/cluster/cluster.sh and shared by every test process. Second gives
+// the multi-cluster tests another, smaller one.
 package testcluster
 
 import (
@@ -42,6 +43,16 @@ const EnvKubeconfig = "RELABEL_TEST_KUBECONFIG"
 // Name is the cluster the tests start when EnvKubeconfig is unset.
 const Name = "relabel-test"
 
+// EnvKubeconfigB names a running second cluster to use instead of starting one.
+const EnvKubeconfigB = "RELABEL_TEST_KUBECONFIG_B"
+
+// NameB is the second cluster the tests start when EnvKubeconfigB is unset.
+const NameB = "relabel-test-b"
+
+// nodesB keeps the second cluster cheap: each node is a kwok-simulated
+// kubelet, and the tests only need pods to be scheduled somewhere.
+const nodesB = 1
+
 // Cluster is a running cluster and clients for it.
 type Cluster struct {
 	Kubeconfig string
@@ -54,30 +65,55 @@ type Cluster struct {
 	Mapper   meta.RESTMapper
 }
 
-var (
+// lazyCluster is started at most once per process.
+type lazyCluster struct {
 	once    sync.Once
-	shared  *Cluster
-	errOnce error
+	cluster *Cluster
+	err     error
+	env     string // names a running cluster's kubeconfig
+	name    string // else the cluster to start
+	nodes   int    // 0: cluster.sh's default
+}
+
+var (
+	shared = &lazyCluster{env: EnvKubeconfig, name: Name}
+	second = &lazyCluster{env: EnvKubeconfigB, name: NameB, nodes: nodesB}
 )
 
 // Get returns the cluster, starting it once per process if needed. Tests are
 // skipped in -short mode, which runs only the tests without a cluster.
 func Get(t testing.TB) *Cluster {
 	t.Helper()
+	return shared.get(t)
+}
+
+// Second returns another cluster, apart from Get's, for tests that work on
+// several clusters; it is started once per process if needed.
+func Second(t testing.TB) *Cluster {
+	t.Helper()
+	return second.get(t)
+}
+
+func (l *lazyCluster) get(t testing.TB) *Cluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs the local cluster; skipped in -short mode")
 	}
-	once.Do(func() { shared, errOnce = start() })
-	if errOnce != nil {
-		t.Fatalf("local cluster: %v", errOnce)
+	l.once.Do(func() { l.cluster, l.err = l.start() })
+	if l.err != nil {
+		t.Fatalf("local cluster %s: %v", l.name, l.err)
 	}
-	return shared
+	return l.cluster
 }
 
-func start() (*Cluster, error) {
-	kubeconfig := os.Getenv(EnvKubeconfig)
+func (l *lazyCluster) start() (*Cluster, error) {
+	kubeconfig := os.Getenv(l.env)
 	if kubeconfig == "" {
-		out, err := Script("up", Name)
+		var env []string
+		if l.nodes > 0 {
+			env = []string{fmt.Sprintf("RELABEL_CLUSTER_NODES=%d", l.nodes)}
+		}
+		out, err := script(env, "up", l.name)
 		if err != nil {
 			return nil, err
 		}
@@ -87,8 +123,8 @@ func start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ours, err := Script("kubeconfig", Name); err == nil && strings.TrimSpace(ours) == kubeconfig {
-		if log, err := Script("audit-log", Name); err == nil {
+	if ours, err := Script("kubeconfig", l.name); err == nil && strings.TrimSpace(ours) == kubeconfig {
+		if log, err := Script("audit-log", l.name); err == nil {
 			c.AuditLog = strings.TrimSpace(log)
 		}
 	}
@@ -119,10 +155,16 @@ func Connect(kubeconfig string) (*Cluster, error) {
 
 // Script runs internal/cluster/cluster.sh and returns what it printed.
 func Script(args ...string) (string, error) {
+	return script(nil, args...)
+}
+
+// script runs cluster.sh with env added to the environment.
+func script(env []string, args ...string) (string, error) {
 	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "cluster", "cluster.sh")
+	path := filepath.Join(filepath.Dir(file), "..", "cluster", "cluster.sh")
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("bash", append([]string{script}, args...)...)
+	cmd := exec.Command("bash", append([]string{path}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("cluster.sh %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
@@ -137,8 +179,19 @@ func (c *Cluster) Namespace(t testing.TB) string {
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: strings.TrimRight(name, "-") + "-"}}
-	created, err := c.Kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{})
+	return c.createNamespace(t, metav1.ObjectMeta{GenerateName: strings.TrimRight(name, "-") + "-"})
+}
+
+// NamespaceNamed creates the namespace name for one test and deletes it
+// afterwards: the same namespace in several clusters.
+func (c *Cluster) NamespaceNamed(t testing.TB, name string) string {
+	t.Helper()
+	return c.createNamespace(t, metav1.ObjectMeta{Name: name})
+}
+
+func (c *Cluster) createNamespace(t testing.TB, meta metav1.ObjectMeta) string {
+	t.Helper()
+	created, err := c.Kube.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
