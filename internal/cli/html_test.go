@@ -18,7 +18,6 @@ import (
 	workload "relabel.dev/relabel/unstructured"
 )
 
-
 const hostile = "<script>alert(1)</script>"
 
 // auditFixture has two namespaces, an owner, a managed-by, a cluster-scoped
