@@ -81,9 +81,7 @@ type Options struct {
 	Timeout time.Duration
 	// Concurrency is how many objects migrate at once.
 	Concurrency int
-	// Namespace scopes the informers; empty watches every namespace.
-	Namespace string
-	DryRun    DryRun
+	DryRun      DryRun
 	// MaxRetries bounds retries of transient errors per object.
 	MaxRetries int
 }
@@ -104,7 +102,6 @@ type Migrator struct {
 // already deleted is recreated first, so nothing is left without its workload.
 func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 	var todo []Item
-	var kinds []rules.Kind
 	results := make([]Result, 0, len(items))
 	for _, it := range items {
 		if it.Action == ActionSkip {
@@ -112,7 +109,6 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 			continue
 		}
 		todo = append(todo, it)
-		kinds = append(kinds, it.Kind)
 	}
 	if len(todo) == 0 {
 		return results, nil
@@ -127,7 +123,7 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 		return nil, err
 	}
 
-	w, err := newWatchers(m.Dynamic, m.Namespace, kinds)
+	w, err := newWatchers(m.Dynamic, todo)
 	if err != nil {
 		return nil, err
 	}

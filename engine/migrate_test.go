@@ -76,7 +76,7 @@ func newTestMigrator(t *testing.T, client *dynamicfake.FakeDynamicClient) *Migra
 		Backups: Backups{Dir: t.TempDir()},
 		Options: Options{
 			TempSuffix: "-temp", Timeout: 5 * time.Second,
-			Concurrency: 2, Namespace: "shop", MaxRetries: 3,
+			Concurrency: 2, MaxRetries: 3,
 		},
 	}
 }

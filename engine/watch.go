@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,11 +21,11 @@ import (
 	workload "relabel.dev/relabel/unstructured"
 )
 
-// watchers holds one informer per kind, shared by every object of that kind,
-// and wakes the goroutines waiting on an object whenever it changes.
+// watchers holds one informer per kind and namespace, shared by every object
+// there, and wakes the goroutines waiting on an object whenever it changes.
 type watchers struct {
-	factory dynamicinformer.DynamicSharedInformerFactory
-	byGVR   map[schema.GroupVersionResource]*watcher
+	factories map[string]dynamicinformer.DynamicSharedInformerFactory
+	scopes    map[schema.GroupVersionResource]watchScope
 	// client reads an object directly when its watch has been quiet for
 	// recheckEvery: a watch that silently stalled (seen after an API server
 	// restart) must not make a wait last forever.
@@ -31,56 +33,126 @@ type watchers struct {
 	recheckEvery time.Duration
 }
 
+// watchScope is one kind's informers: one for all namespaces (key "") or
+// one per namespace.
+type watchScope map[string]*watcher
+
 type watcher struct {
 	informer cache.SharedIndexInformer
 	mu       sync.Mutex
 	waiters  map[string]chan struct{}
 }
 
-func newWatchers(client dynamic.Interface, namespace string, kinds []rules.Kind) (*watchers, error) {
-	// No resync: every wait is woken by a real change.
-	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, namespace, nil)
-	w := &watchers{factory: factory, byGVR: map[schema.GroupVersionResource]*watcher{}, client: client, recheckEvery: 20 * time.Second}
-	for _, kind := range kinds {
-		if _, ok := w.byGVR[kind.GVR()]; ok {
+// maxScopedNamespaces bounds the informers per kind: up to this many
+// namespaces get one each, so that the objects of other namespaces (10,000
+// unrelated Deployments, say) are neither listed nor kept; beyond it one
+// cluster-wide informer is cheaper than many watches.
+const maxScopedNamespaces = 16
+
+// informerNamespaces says where to watch each kind: "" for every namespace.
+func informerNamespaces(items []Item) map[schema.GroupVersionResource][]string {
+	seen := map[schema.GroupVersionResource]map[string]bool{}
+	kinds := map[schema.GroupVersionResource]rules.Kind{}
+	for _, it := range items {
+		gvr := it.Kind.GVR()
+		if seen[gvr] == nil {
+			seen[gvr] = map[string]bool{}
+		}
+		seen[gvr][it.Namespace] = true
+		kinds[gvr] = it.Kind
+	}
+	out := map[schema.GroupVersionResource][]string{}
+	for gvr, namespaces := range seen {
+		if !kinds[gvr].Namespaced || len(namespaces) > maxScopedNamespaces {
+			out[gvr] = []string{""}
 			continue
 		}
-		informer := factory.ForResource(kind.GVR()).Informer()
-		// Objects are kept slim: readiness and label checks need neither
-		// managedFields nor the pod spec.
-		if err := informer.SetTransform(func(obj interface{}) (interface{}, error) {
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				workload.Slim(u, kind)
+		out[gvr] = slices.Sorted(maps.Keys(namespaces))
+	}
+	return out
+}
+
+func newWatchers(client dynamic.Interface, items []Item) (*watchers, error) {
+	w := &watchers{factories: map[string]dynamicinformer.DynamicSharedInformerFactory{},
+		scopes: map[schema.GroupVersionResource]watchScope{}, client: client, recheckEvery: 20 * time.Second}
+	kinds := map[schema.GroupVersionResource]rules.Kind{}
+	for _, it := range items {
+		kinds[it.Kind.GVR()] = it.Kind
+	}
+	for gvr, namespaces := range informerNamespaces(items) {
+		kind := kinds[gvr]
+		w.scopes[gvr] = watchScope{}
+		for _, ns := range namespaces {
+			factory := w.factories[ns]
+			if factory == nil {
+				// No resync: every wait is woken by a real change.
+				factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, ns, nil)
+				w.factories[ns] = factory
 			}
-			return obj, nil
-		}); err != nil {
-			return nil, fmt.Errorf("setting the transform of the %s informer: %w", kind.GVRString(), err)
+			wt, err := newWatcher(factory.ForResource(gvr).Informer(), kind)
+			if err != nil {
+				return nil, err
+			}
+			w.scopes[gvr][ns] = wt
 		}
-		wt := &watcher{informer: informer, waiters: map[string]chan struct{}{}}
-		if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    wt.notify,
-			UpdateFunc: func(_, obj interface{}) { wt.notify(obj) },
-			DeleteFunc: wt.notify,
-		}); err != nil {
-			return nil, fmt.Errorf("watching %s: %w", kind.GVRString(), err)
-		}
-		w.byGVR[kind.GVR()] = wt
 	}
 	return w, nil
 }
 
+func newWatcher(informer cache.SharedIndexInformer, kind rules.Kind) (*watcher, error) {
+	// Objects are kept slim: readiness and label checks need neither
+	// managedFields nor the pod spec.
+	if err := informer.SetTransform(func(obj interface{}) (interface{}, error) {
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			workload.Slim(u, kind)
+		}
+		return obj, nil
+	}); err != nil {
+		return nil, fmt.Errorf("setting the transform of the %s informer: %w", kind.GVRString(), err)
+	}
+	wt := &watcher{informer: informer, waiters: map[string]chan struct{}{}}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    wt.notify,
+		UpdateFunc: func(_, obj interface{}) { wt.notify(obj) },
+		DeleteFunc: wt.notify,
+	}); err != nil {
+		return nil, fmt.Errorf("watching %s: %w", kind.GVRString(), err)
+	}
+	return wt, nil
+}
+
+// watcherFor is the informer that sees objects of kind in namespace.
+func (w *watchers) watcherFor(kind rules.Kind, namespace string) (*watcher, error) {
+	scope := w.scopes[kind.GVR()]
+	if wt, ok := scope[namespace]; ok {
+		return wt, nil
+	}
+	if wt, ok := scope[""]; ok {
+		return wt, nil
+	}
+	return nil, fmt.Errorf("no informer watches %s in namespace %q", kind.GVRString(), namespace)
+}
+
 // start runs the informers and waits for their first list.
 func (w *watchers) start(ctx context.Context) error {
-	w.factory.Start(ctx.Done())
-	for gvr, synced := range w.factory.WaitForCacheSync(ctx.Done()) {
-		if !synced {
-			return fmt.Errorf("the %s informer did not sync: %w", rules.FormatGVR(gvr), ctx.Err())
+	for _, factory := range w.factories {
+		factory.Start(ctx.Done())
+	}
+	for ns, factory := range w.factories {
+		for gvr, synced := range factory.WaitForCacheSync(ctx.Done()) {
+			if !synced {
+				return fmt.Errorf("the %s informer of namespace %q did not sync: %w", rules.FormatGVR(gvr), ns, ctx.Err())
+			}
 		}
 	}
 	return nil
 }
 
-func (w *watchers) stop() { w.factory.Shutdown() }
+func (w *watchers) stop() {
+	for _, factory := range w.factories {
+		factory.Shutdown()
+	}
+}
 
 func (wt *watcher) notify(obj interface{}) {
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
@@ -119,7 +191,10 @@ func (e errWaitTimeout) Error() string {
 // woken by the informer rather than by polling. cond returns a message that
 // says what it still waits for.
 func (w *watchers) waitFor(ctx context.Context, kind rules.Kind, namespace, name, what string, timeout time.Duration, cond func(*unstructured.Unstructured) (bool, string, error)) error {
-	wt := w.byGVR[kind.GVR()]
+	wt, err := w.watcherFor(kind, namespace)
+	if err != nil {
+		return err
+	}
 	key := name
 	if namespace != "" {
 		key = namespace + "/" + name

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -304,7 +302,7 @@ func (cm *clusterMigration) run(ctx context.Context, cfg MigrateConfig, stderr i
 		OnProgress: progress.print,
 		Options: engine.Options{
 			TempSuffix: cfg.TempSuffix, Timeout: cfg.Timeout, Concurrency: cfg.Concurrency,
-			Namespace: cm.clients.Namespace, DryRun: cfg.DryRun,
+			DryRun: cfg.DryRun,
 		},
 	}
 	return m.Run(ctx, cm.items)
@@ -445,62 +443,6 @@ func confirm(stdin io.Reader, w io.Writer, yes bool, count int) error {
 		return usageErrorf("not confirmed; nothing was changed")
 	}
 	return nil
-}
-
-// progressPrinter prints one line per step as it happens and, on a
-// terminal, keeps a summary line under them.
-type progressPrinter struct {
-	mu       sync.Mutex
-	w        io.Writer
-	terminal bool
-	crash    crashPoint
-	total    int
-	start    time.Time
-	started  map[string]bool
-	outcomes map[engine.Outcome]int
-}
-
-func newProgressPrinter(w io.Writer, total int, crash crashPoint) *progressPrinter {
-	f, ok := w.(*os.File)
-	return &progressPrinter{
-		w: w, terminal: ok && term.IsTerminal(int(f.Fd())), crash: crash, total: total,
-		start: time.Now(), started: map[string]bool{}, outcomes: map[engine.Outcome]int{},
-	}
-}
-
-func (p *progressPrinter) print(pr engine.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.started[pr.Item.Key()] = true
-	line := fmt.Sprintf("%s %s %s %s (%s)", pr.Time.Format("15:04:05"), pr.Item.Kind.Kind, pr.Item.Ref(), pr.Step, pr.Elapsed.Round(100*time.Millisecond))
-	if pr.Step == engine.StepFinished {
-		p.outcomes[pr.Outcome]++
-		line = fmt.Sprintf("%s %s %s %s (%s)", pr.Time.Format("15:04:05"), pr.Item.Kind.Kind, pr.Item.Ref(), pr.Outcome, pr.Elapsed.Round(100*time.Millisecond))
-	}
-	if pr.Message != "" {
-		line += " " + pr.Message
-	}
-	if p.terminal {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-	fmt.Fprintln(p.w, line)
-	if p.terminal {
-		finished := p.outcomes[engine.Migrated] + p.outcomes[engine.Failed] + p.outcomes[engine.Interrupted]
-		fmt.Fprintf(p.w, "%d/%d done, %d in flight, %d failed, %s elapsed", p.outcomes[engine.Migrated], p.total,
-			len(p.started)-finished, p.outcomes[engine.Failed], time.Since(p.start).Round(time.Second))
-	}
-	if p.crash.step != "" && pr.Step == p.crash.step {
-		// A crash exactly after a step, for the crash-safety tests.
-		if p.crash.count--; p.crash.count <= 0 {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		}
-	}
-}
-
-func (p *progressPrinter) close() {
-	if p.terminal {
-		fmt.Fprintln(p.w)
-	}
 }
 
 // EnvCrashAfter makes relabel kill itself right after the named step; the

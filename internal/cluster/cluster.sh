@@ -86,7 +86,10 @@ up() {
 		--extra-args kube-scheduler=leader-elect=false
 	)
 	local stamp="$KWOK_WORKDIR/$name.args"
-	if [[ -f "$kc" && "$(cat "$stamp" 2>/dev/null)" == "${args[*]}" ]] &&
+	# Paths differ between checkouts; what matters is the flags and the policy.
+	local want
+	want="${args[*]//$here/} $(sha256sum <"$here/audit-policy.yaml" | cut -c1-12)"
+	if [[ -f "$kc" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]] &&
 		"$bin/kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1; then
 		echo "$kc"
 		return
@@ -100,7 +103,7 @@ up() {
 		--kubeconfig "$kc" --wait 2m >"$log" 2>&1 || { cat "$log" >&2; return 1; }
 	"$bin/kwokctl" scale node --name "$name" --replicas "$NODES" >>"$log" 2>&1 9>&- || { cat "$log" >&2; return 1; }
 	"$bin/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node --all --timeout=2m >>"$log" 2>&1 || { cat "$log" >&2; return 1; }
-	echo "${args[*]}" >"$stamp"
+	echo "$want" >"$stamp"
 	log "cluster $name is up with $NODES nodes"
 	echo "$kc"
 }
