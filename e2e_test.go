@@ -248,7 +248,7 @@ func TestUsageErrors(t *testing.T) {
 		{"audit without label", []string{"audit"}, 2, "--label is required"},
 		{"audit bad output", []string{"audit", "--label", "x", "-o", "xml"}, 2, `--output "xml": want table, wide, json, yaml or html`},
 		{"kinds html", []string{"kinds", "-o", "html"}, 2, `--output "html": want table, wide, json or yaml`},
-		{"migrate html", []string{"--label", "stage=x", "-o", "html"}, 2, `--output "html": want table, wide or json`},
+		{"migrate html", []string{"--label", "stage=x", "-o", "html"}, 2, `--output "html": want table, wide, json or yaml`},
 		{"missing kubeconfig", []string{"--label", "stage=x"}, 1, "kubeconfig"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -207,7 +207,7 @@ func TestOutputFormatPerCommand(t *testing.T) {
 		want string
 	}{
 		{[]string{"kinds", "-o", "html"}, `--output "html": want table, wide, json or yaml`},
-		{[]string{"--label", "stage=x", "-o", "html"}, `--output "html": want table, wide or json`},
+		{[]string{"--label", "stage=x", "-o", "html"}, `--output "html": want table, wide, json or yaml`},
 		{[]string{"audit", "--label", "stage", "-o", "xml"}, `--output "xml": want table, wide, json, yaml or html`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

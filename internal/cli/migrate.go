@@ -37,7 +37,7 @@ func migrateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "dry-run", Usage: "client: print the plan only; server: also let the API server validate the copies and new objects"},
 		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before the first write"},
 		&cli.BoolFlag{Name: "include-owned", Usage: "also migrate objects controlled by another object (its controller may fight the change)"},
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, wide or json (the final report)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, wide, json or yaml (the final report)"},
 		&cli.BoolFlag{Name: "multi-cluster", Usage: "with --yes, confirm a migration over several contexts (--all-contexts or --context given more than once); clusters go one after another"},
 		&cli.BoolFlag{Name: "keep-going", Usage: "with several contexts, go on with the next cluster after one fails"},
 		rulesFlag(),
@@ -140,10 +140,8 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 	if !validSuffix(cfg.TempSuffix) {
 		return cfg, usageErrorf("--temp-suffix %q: want a dash and lower-case letters or digits, like -temp", cfg.TempSuffix)
 	}
-	switch cfg.Output = c.String("output"); cfg.Output {
-	case outputTable, outputWide, outputJSON:
-	default:
-		return cfg, usageErrorf("--output %q: want table, wide or json", cfg.Output)
+	if cfg.Output, err = parseOutput(c.String("output"), outputTable, outputWide, outputJSON, outputYAML); err != nil {
+		return cfg, err
 	}
 	// Last: it reads the kubeconfig, whose errors are not bad input.
 	if cfg.Targets, err = contexts.targets(conn); err != nil {
@@ -508,8 +506,8 @@ func newMigrationReport(cfg MigrateConfig, results []engine.Result) MigrationRep
 }
 
 func printMigrationReport(w io.Writer, cfg MigrateConfig, report MigrationReport) error {
-	if cfg.Output == outputJSON {
-		return printDocument(w, outputJSON, report)
+	if cfg.Output == outputJSON || cfg.Output == outputYAML {
+		return printDocument(w, cfg.Output, report)
 	}
 	if len(report.Items) == 0 {
 		fmt.Fprintln(w, "Nothing to migrate.")
@@ -552,8 +550,8 @@ type MultiClusterMigrationReport struct {
 }
 
 func printMultiMigration(w io.Writer, cfg MigrateConfig, results []ClusterResult[MigrationReport]) error {
-	if cfg.Output == outputJSON {
-		return printDocument(w, outputJSON, MultiClusterMigrationReport{
+	if cfg.Output == outputJSON || cfg.Output == outputYAML {
+		return printDocument(w, cfg.Output, MultiClusterMigrationReport{
 			APIVersion: SchemaVersion, Kind: "MultiClusterMigrationReport", Label: cfg.Label.String(), DryRun: string(cfg.DryRun), Clusters: results,
 		})
 	}
