@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,10 @@ type auditEvent struct {
 	RequestReceived time.Time `json:"requestReceivedTimestamp"`
 }
 
-// writesSince returns relabel's writing requests recorded in the audit log since t0.
-func writesSince(t *testing.T, c *testcluster.Cluster, t0 time.Time) (writes []auditEvent, requests int) {
+// writesSince returns relabel's writing requests recorded in the audit log
+// since t0, in the given namespaces or cluster-wide. Other tests (and other
+// test processes) share the cluster, so their namespaces are not counted.
+func writesSince(t *testing.T, c *testcluster.Cluster, t0 time.Time, namespaces ...string) (writes []auditEvent, requests int) {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(filepath.Dir(c.AuditLog), "audit*.log"))
 	for _, f := range files {
@@ -41,6 +44,9 @@ func writesSince(t *testing.T, c *testcluster.Cluster, t0 time.Time) (writes []a
 		for scanner.Scan() {
 			var e auditEvent
 			if json.Unmarshal(scanner.Bytes(), &e) != nil || e.UserAgent != "relabel" || e.RequestReceived.Before(t0) {
+				continue
+			}
+			if ns := e.ObjectRef.Namespace; ns != "" && !slices.Contains(namespaces, ns) {
 				continue
 			}
 			requests++
@@ -138,7 +144,7 @@ current-context: c
 			if lines := strings.Count(strings.TrimSpace(r.stderr[strings.Index(r.stderr, "error:"):]), "\n"); tc.code == 2 && lines > 0 {
 				t.Errorf("the error takes %d lines, want one", lines+1)
 			}
-			writes, requests := writesSince(t, c, t0)
+			writes, requests := writesSince(t, c, t0, ns, "no-such-ns")
 			if len(writes) > 0 {
 				t.Errorf("%d writes reached the API server: %+v", len(writes), writes)
 			}

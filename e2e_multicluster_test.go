@@ -209,7 +209,7 @@ func TestContextOrderAndMergedKubeconfig(t *testing.T) {
 // nsWrites counts relabel's writes in ns since t0, from a cluster's audit log.
 func nsWrites(t *testing.T, c *testcluster.Cluster, ns string, t0 time.Time) int {
 	t.Helper()
-	writes, _ := writesSince(t, c, t0)
+	writes, _ := writesSince(t, c, t0, ns)
 	n := 0
 	for _, w := range writes {
 		if w.ObjectRef.Namespace == ns {
