@@ -115,6 +115,9 @@ restart_apiserver() {
 	kc=$(kubeconfig "$name")
 	dir="$KWOK_WORKDIR/clusters/$name"
 	pidfile="$dir/pids/kube-apiserver.pid"
+	# Under the lock of up: a concurrent up must not take the restart for a dead cluster.
+	exec 9>"$KWOK_WORKDIR/$name.lock"
+	flock 9
 	pid=$(cat "$pidfile")
 	mapfile -d '' cmd <"/proc/$pid/cmdline"
 	# A graceful stop waits 60 s for open watches; after 5 s it is a crash.
