@@ -69,11 +69,13 @@ func MigrationPermissions(kind rules.Kind, strategy rules.Strategy, namespace st
 		return out
 	}
 	for _, dep := range kind.Owned {
-		verb := "patch"
+		// Owned objects are labelled, or marked as orphans, with a patch;
+		// marked orphans are deleted once the recreated owner is ready.
+		verbs := []string{"list", "patch"}
 		if dep.Action == rules.DeleteOrphans {
-			verb = "delete"
+			verbs = append(verbs, "delete")
 		}
-		for _, v := range []string{"list", verb} {
+		for _, v := range verbs {
 			out = append(out, Permission{Group: dep.Group, Resource: dep.Resource, Verb: v, Namespace: namespace})
 		}
 	}
