@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"relabel.dev/relabel/engine"
 	"relabel.dev/relabel/internal/testcluster"
@@ -288,5 +295,126 @@ func TestDeployRBACEachVerbIsChecked(t *testing.T) {
 		if obj := get(t, c, gvr, ns, name); obj.GetUID() != before[name] || obj.GetLabels()["stage"] != "" {
 			t.Errorf("%s %s changed although every run was refused", gvr.Resource, name)
 		}
+	}
+}
+
+// TestInClusterConfig runs relabel as a pod would: no kubeconfig, the
+// ServiceAccount's token, CA and namespace under
+// /var/run/secrets/kubernetes.io/serviceaccount, and KUBERNETES_SERVICE_HOST
+// and _PORT set. Those files are put on a tmpfs in a private mount
+// namespace, so the machine's own /run is never touched.
+func TestInClusterConfig(t *testing.T) {
+	c := testcluster.Get(t)
+	if err := exec.Command("unshare", "--mount", "--propagation", "private", "true").Run(); err != nil {
+		t.Skipf("cannot make a private mount namespace (needs unshare and CAP_SYS_ADMIN): %v", err)
+	}
+	ns := c.Namespace(t)
+	c.ApplyYAML(t, ns, []byte(deployWorkloads))
+	auditor := asServiceAccount(t, c, ns, "--audit-only")
+	token, err := c.Kube.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), "relabel-audit", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := c.Config.TLSClientConfig.CAData
+	if len(ca) == 0 {
+		if ca, err = os.ReadFile(c.Config.TLSClientConfig.CAFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	server, err := url.Parse(c.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := t.TempDir()
+	for name, data := range map[string][]byte{"token": []byte(token.Status.Token), "ca.crt": ca, "namespace": []byte(ns)} {
+		if err := os.WriteFile(filepath.Join(secrets, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const script = `mount -t tmpfs relabel-test /run && mkdir -p /run/secrets/kubernetes.io &&
+cp -r "$1" /run/secrets/kubernetes.io/serviceaccount && shift && exec "$@"`
+	// No -n: the namespace comes from the ServiceAccount's, as in a pod.
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", secrets,
+		relabelBin, "audit", "--label", "stage=production", "-o", "json")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "KUBERNETES_SERVICE_HOST=" + server.Hostname(), "KUBERNETES_SERVICE_PORT=" + server.Port()}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var report struct {
+		Items []struct{ Namespace, Name string }
+	}
+	if err != nil || json.Unmarshal(out, &report) != nil || len(report.Items) != 2 || report.Items[0].Namespace != ns {
+		t.Fatalf("relabel audit with the in-cluster configuration of %s: %v\nstdout:\n%s\nstderr:\n%s", auditor.username, err, out, stderr.String())
+	}
+}
+
+// warnings collects the API server's warnings (Pod Security among them).
+type warnings struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = append(w.list, text)
+}
+
+// TestDeployManifestsOnTheCluster sends every manifest of deploy/ to the API
+// server with dryRun=All, in a namespace that enforces and warns on the
+// restricted Pod Security Standard: validation and admission accept them,
+// without a warning.
+func TestDeployManifestsOnTheCluster(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	ctx := context.Background()
+	namespace, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespace.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
+	namespace.Labels["pod-security.kubernetes.io/warn"] = "restricted"
+	if _, err := c.Kube.CoreV1().Namespaces().Update(ctx, namespace, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	config := rest.CopyConfig(c.Config)
+	seen := &warnings{}
+	config.WarningHandlerWithContext = seen
+	client, err := dynamic.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("deploy/*.yaml")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := testcluster.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range objs {
+			if obj.GetKind() == "Namespace" {
+				continue // the test's namespace stands in for it
+			}
+			mapping, err := c.Mapper.RESTMapping(obj.GroupVersionKind().GroupKind(), obj.GroupVersionKind().Version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res dynamic.ResourceInterface = client.Resource(mapping.Resource)
+			if obj.GetNamespace() != "" {
+				obj.SetNamespace(ns)
+				res = client.Resource(mapping.Resource).Namespace(ns)
+			} else {
+				obj.SetName(ns + "-" + obj.GetName()) // clear of any real ClusterRole
+			}
+			if _, err := res.Create(ctx, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+				t.Errorf("%s: %s %s: %v", f, obj.GetKind(), obj.GetName(), err)
+			}
+		}
+	}
+	if len(seen.list) > 0 {
+		t.Errorf("the API server warned: %s", strings.Join(seen.list, "; "))
 	}
 }
