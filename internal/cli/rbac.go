@@ -27,10 +27,10 @@ func rbacCommand() *cli.Command {
 		Name:  "rbac",
 		Usage: "print a ServiceAccount and the least-privilege role relabel needs, without a cluster",
 		UsageText: "relabel rbac [--gvr RESOURCE]... [--rules FILE] [-n NAMESPACE] [--audit-only] [--strategy auto|temp-copy|adopt] [--name NAME]\n\n" +
-			"   relabel rbac | kubectl apply -f -                  # ClusterRole: migrate every built-in kind everywhere\n" +
-			"   relabel rbac --audit-only                          # read-only ClusterRole for relabel audit\n" +
-			"   relabel rbac -n shop --gvr deploy --strategy temp-copy   # Role in shop only\n" +
-			"   relabel rbac --rules kinds.yaml                    # custom resources described in a rules file",
+			"   relabel rbac | kubectl apply -f -                      # ClusterRole: migrate every built-in kind everywhere\n" +
+			"   relabel rbac --audit-only                              # read-only ClusterRole for relabel audit\n" +
+			"   relabel rbac -n shop --gvr deploy --strategy temp-copy # Role in shop only\n" +
+			"   relabel rbac --rules kinds.yaml                        # custom resources described in a rules file",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "gvr", Usage: "kind the role covers (apps/v1/deployments, deploy, sts, a rules file's kind); repeatable; default: the built-in kinds and the rules file's"},
 			rulesFlag(),
