@@ -7,11 +7,19 @@ COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 STATICCHECK_VERSION := v0.8.2
+IMAGE ?= relabel:latest
 
-.PHONY: build demo test test-short lint cluster-up cluster-down clean
+.PHONY: build image deploy-manifests demo test test-short lint cluster-up cluster-down clean
 
 build: ## build bin/relabel
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/relabel .
+
+image: ## build the container image (needs docker)
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t $(IMAGE) .
+
+deploy-manifests: ## regenerate deploy/rbac*.yaml from relabel rbac
+	$(GO) run . rbac > deploy/rbac.yaml
+	$(GO) run . rbac --audit-only > deploy/rbac-audit.yaml
 
 demo: build ## start the local cluster, load sample workloads, run relabel on them
 	bash internal/cluster/demo.sh

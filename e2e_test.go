@@ -63,7 +63,7 @@ func relabel(t *testing.T, c *testcluster.Cluster, env []string, args ...string)
 	cmd := exec.CommandContext(ctx, relabelBin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
 	// Subcommands take the connection flags after their name.
 	switch {
-	case len(args) > 0 && args[0] == "rules": // needs no cluster
+	case len(args) > 0 && (args[0] == "rules" || args[0] == "rbac"): // need no cluster
 		cmd.Args = append([]string{relabelBin}, args...)
 	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
 		cmd.Args = append([]string{relabelBin, args[0], "--kubeconfig", c.Kubeconfig}, args[1:]...)

@@ -145,7 +145,7 @@ func (d Discoverer) customResourceDefinitions(ctx context.Context) (map[schema.G
 	}
 	list, err := d.Dynamic.Resource(CRDResource).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return out, fmt.Sprintf("custom resources are left out: listing CustomResourceDefinitions: %v", err)
+		return out, fmt.Sprintf("custom resources are left out unless a rules file describes them: listing CustomResourceDefinitions: %v", err)
 	}
 	for i := range list.Items {
 		crd := &list.Items[i]

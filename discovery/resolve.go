@@ -142,3 +142,31 @@ func distance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// builtinShortNames are what the API server lists for the built-in kinds.
+var builtinShortNames = map[schema.GroupVersionResource][]string{
+	{Group: "apps", Version: "v1", Resource: "deployments"}:  {"deploy"},
+	{Group: "apps", Version: "v1", Resource: "statefulsets"}: {"sts"},
+	{Group: "apps", Version: "v1", Resource: "daemonsets"}:   {"ds"},
+}
+
+// Offline is what discovery would find on a cluster serving exactly the
+// built-in workload kinds and the extra ones (a rules file's, which take
+// precedence), for commands that work without a cluster. --gvr resolves
+// against it as usual.
+func Offline(extra []rules.Kind) *Result {
+	byGK := map[schema.GroupKind]rules.Kind{}
+	for _, k := range rules.Builtins() {
+		byGK[k.GroupKind()] = k
+	}
+	for _, k := range extra {
+		byGK[k.GroupKind()] = k
+	}
+	res := &Result{}
+	for _, k := range byGK {
+		res.Workloads = append(res.Workloads, k)
+		res.resources = append(res.resources, resource{gvr: k.GVR(), kind: k.Kind, singular: strings.ToLower(k.Kind), shortNames: builtinShortNames[k.GVR()]})
+	}
+	sort.Slice(res.Workloads, func(i, j int) bool { return res.Workloads[i].GVRString() < res.Workloads[j].GVRString() })
+	return res
+}

@@ -181,3 +181,27 @@ func TestDistance(t *testing.T) {
 		})
 	}
 }
+
+func TestOffline(t *testing.T) {
+	custom := rules.Kind{Group: "example.com", Version: "v1", Kind: "Workload", Resource: "workloads", Namespaced: true, Source: rules.SourceRules}
+	found := Offline([]rules.Kind{custom})
+	var gvrs []string
+	for _, k := range found.Workloads {
+		gvrs = append(gvrs, k.GVRString())
+	}
+	if got, want := strings.Join(gvrs, " "), "apps/v1/daemonsets apps/v1/deployments apps/v1/statefulsets example.com/v1/workloads"; got != want {
+		t.Errorf("workloads %q, want %q", got, want)
+	}
+	for arg, want := range map[string]string{
+		"deploy": "apps/v1/deployments", "sts": "apps/v1/statefulsets", "ds": "apps/v1/daemonsets",
+		"Deployment.apps": "apps/v1/deployments", "workload": "example.com/v1/workloads", "example.com/v1/workloads": "example.com/v1/workloads",
+	} {
+		k, err := found.Resolve(arg)
+		if err != nil || k.GVRString() != want {
+			t.Errorf("Resolve(%q) = %s, %v; want %s", arg, k.GVRString(), err, want)
+		}
+	}
+	if _, err := found.Resolve("rollouts"); !errors.Is(err, ErrUnknownResource) {
+		t.Errorf("Resolve(rollouts): err %v, want ErrUnknownResource", err)
+	}
+}

@@ -13,18 +13,23 @@ import (
 	"relabel.dev/relabel/rules"
 )
 
-// Verbs a migration needs on each workload resource.
+// Verbs a migration needs on each workload resource: get, create and delete
+// for the object and its copy, list and watch for the informer that waits on them.
 var MigrationVerbs = []string{"get", "list", "watch", "create", "delete"}
 
-// Permission is one verb on one resource in one namespace ("" for all).
+// Permission is one verb on one resource in one namespace ("" for all),
+// limited to one object when Name is set.
 type Permission struct {
-	Group, Resource, Verb, Namespace string
+	Group, Resource, Verb, Namespace, Name string
 }
 
 func (p Permission) String() string {
 	res := p.Resource
 	if p.Group != "" {
 		res += "." + p.Group
+	}
+	if p.Name != "" {
+		res += " named " + p.Name
 	}
 	where := "in every namespace"
 	if p.Namespace != "" {
@@ -33,43 +38,68 @@ func (p Permission) String() string {
 	return fmt.Sprintf("%s %s %s", p.Verb, res, where)
 }
 
-// RequiredPermissions lists what migrating the plan's items needs: the
-// workload verbs per kind and namespace, and creating Events there.
+// AuditPermissions lists what auditing objects of kind in namespace needs:
+// audit only lists. Discovery reads /api and /apis, which every authenticated
+// user may (system:discovery), and lists CustomResourceDefinitions only to
+// recognise custom resources no rules file describes.
+func AuditPermissions(kind rules.Kind, namespace string) []Permission {
+	return []Permission{{Group: kind.Group, Resource: kind.Resource, Verb: "list", Namespace: namespace}}
+}
+
+// MigrationPermissions lists what migrating objects of kind in namespace
+// with strategy (temp-copy or adopt) needs: the workload verbs, creating
+// Events, the namespace's Lease, and for adopt what the kind's controller owns.
+func MigrationPermissions(kind rules.Kind, strategy rules.Strategy, namespace string) []Permission {
+	var out []Permission
+	for _, verb := range MigrationVerbs {
+		out = append(out, Permission{Group: kind.Group, Resource: kind.Resource, Verb: verb, Namespace: namespace})
+	}
+	out = append(out, Permission{Resource: "events", Verb: "create", Namespace: namespace})
+	lockNamespace := namespace
+	if lockNamespace == "" {
+		lockNamespace = "default"
+	}
+	// The name of a new object is not known when create is authorised, so
+	// only the other verbs can be limited to relabel's own Lease.
+	out = append(out, Permission{Group: "coordination.k8s.io", Resource: "leases", Verb: "create", Namespace: lockNamespace})
+	for _, verb := range []string{"get", "update", "delete"} {
+		out = append(out, Permission{Group: "coordination.k8s.io", Resource: "leases", Verb: verb, Namespace: lockNamespace, Name: LockName})
+	}
+	if strategy != rules.Adopt {
+		return out
+	}
+	for _, dep := range kind.Owned {
+		// Owned objects are labelled, or marked as orphans, with a patch;
+		// marked orphans are deleted once the recreated owner is ready.
+		verbs := []string{"list", "patch"}
+		if dep.Action == rules.DeleteOrphans {
+			verbs = append(verbs, "delete")
+		}
+		for _, v := range verbs {
+			out = append(out, Permission{Group: dep.Group, Resource: dep.Resource, Verb: v, Namespace: namespace})
+		}
+	}
+	return out
+}
+
+// RequiredPermissions lists what migrating the plan's items needs.
 func RequiredPermissions(items []Item) []Permission {
+	var out []Permission
+	for _, it := range items {
+		if it.Action != ActionSkip {
+			out = append(out, MigrationPermissions(it.Kind, it.Strategy, it.Namespace)...)
+		}
+	}
+	return sortedUnique(out)
+}
+
+func sortedUnique(perms []Permission) []Permission {
 	seen := map[Permission]bool{}
 	var out []Permission
-	add := func(p Permission) {
+	for _, p := range perms {
 		if !seen[p] {
 			seen[p] = true
 			out = append(out, p)
-		}
-	}
-	for _, it := range items {
-		if it.Action == ActionSkip {
-			continue
-		}
-		for _, verb := range MigrationVerbs {
-			add(Permission{Group: it.Kind.Group, Resource: it.Kind.Resource, Verb: verb, Namespace: it.Namespace})
-		}
-		add(Permission{Resource: "events", Verb: "create", Namespace: it.Namespace})
-		lockNamespace := it.Namespace
-		if lockNamespace == "" {
-			lockNamespace = "default"
-		}
-		for _, verb := range []string{"get", "create", "update", "delete"} {
-			add(Permission{Group: "coordination.k8s.io", Resource: "leases", Verb: verb, Namespace: lockNamespace})
-		}
-		if it.Strategy != rules.Adopt {
-			continue
-		}
-		for _, dep := range it.Kind.Owned {
-			verb := "patch"
-			if dep.Action == rules.DeleteOrphans {
-				verb = "delete"
-			}
-			for _, v := range []string{"list", verb} {
-				add(Permission{Group: dep.Group, Resource: dep.Resource, Verb: v, Namespace: it.Namespace})
-			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
@@ -82,7 +112,7 @@ func Preflight(ctx context.Context, reviews authorizationclient.SelfSubjectAcces
 	var missing []Permission
 	for _, p := range perms {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: p.Group, Resource: p.Resource, Verb: p.Verb, Namespace: p.Namespace},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: p.Group, Resource: p.Resource, Verb: p.Verb, Namespace: p.Namespace, Name: p.Name},
 		}}
 		got, err := reviews.Create(ctx, review, metav1.CreateOptions{})
 		if err != nil {

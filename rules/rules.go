@@ -6,6 +6,7 @@ package rules
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -181,6 +182,16 @@ var skipped = map[schema.GroupKind]string{
 func Builtin(gk schema.GroupKind) (Kind, bool) {
 	k, ok := builtin[gk]
 	return k, ok
+}
+
+// Builtins returns the built-in kinds, sorted by GVR.
+func Builtins() []Kind {
+	out := make([]Kind, 0, len(builtin))
+	for _, k := range builtin {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GVRString() < out[j].GVRString() })
+	return out
 }
 
 // SkipReason says why a kind that looks like a workload is not migrated.

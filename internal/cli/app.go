@@ -60,6 +60,7 @@ func NewApp(build BuildInfo, stdin io.Reader, stdout, stderr io.Writer) *cli.App
 		Commands: []*cli.Command{
 			auditCommand(),
 			kindsCommand(),
+			rbacCommand(),
 			restoreCommand(),
 			rulesCommand(),
 			versionCommand(build),
