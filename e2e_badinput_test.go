@@ -29,8 +29,8 @@ type auditEvent struct {
 }
 
 // writesSince returns relabel's writing requests recorded in the audit log
-// since t0, in the given namespaces or cluster-wide. Other tests (and other
-// test processes) share the cluster, so their namespaces are not counted.
+// since t0. Other tests (and other test processes) share the cluster: given
+// namespaces, only writes there or to cluster-scoped objects count.
 func writesSince(t *testing.T, c *testcluster.Cluster, t0 time.Time, namespaces ...string) (writes []auditEvent, requests int) {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(filepath.Dir(c.AuditLog), "audit*.log"))
@@ -49,7 +49,7 @@ func writesSince(t *testing.T, c *testcluster.Cluster, t0 time.Time, namespaces 
 			if json.Unmarshal(scanner.Bytes(), &e) != nil || e.UserAgent != "relabel" || e.RequestReceived.Before(t0) {
 				continue
 			}
-			if ns := e.ObjectRef.Namespace; ns != "" && !slices.Contains(namespaces, ns) {
+			if ns := e.ObjectRef.Namespace; len(namespaces) > 0 && ns != "" && !slices.Contains(namespaces, ns) {
 				continue
 			}
 			requests++
