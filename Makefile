@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.dat
 STATICCHECK_VERSION := v0.8.2
 IMAGE ?= relabel:latest
 
-.PHONY: build image deploy-manifests demo test test-short lint cluster-up cluster-down clean
+.PHONY: build image deploy-manifests demo test test-deps test-short lint cluster-up cluster-down clean
 
 build: ## build bin/relabel
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/relabel .
@@ -24,13 +24,19 @@ deploy-manifests: ## regenerate deploy/rbac*.yaml from relabel rbac
 demo: build ## start the local cluster, load sample workloads, run relabel on them
 	bash internal/cluster/demo.sh
 
-test: lint ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests)
+test: lint test-deps ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests)
 	RELABEL_TEST_KUBECONFIG=$$(bash $(CLUSTER) up relabel-test) \
 	RELABEL_TEST_KUBECONFIG_B=$$(RELABEL_CLUSTER_NODES=1 bash $(CLUSTER) up relabel-test-b) \
 		$(GO) test -race -count=1 -timeout 60m ./...
 
 test-short: ## only the tests that need no cluster
 	$(GO) test -short -count=1 ./...
+
+# Debian's chromium renders the HTML report in its test.
+test-deps:
+	@command -v chromium >/dev/null || { echo "installing chromium for the HTML report test"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null; }
 
 lint:
 	test -z "$$(gofmt -l . | tee /dev/stderr)"
