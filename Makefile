@@ -6,13 +6,32 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+# Reproducible: no paths, no cgo (a static binary, whatever C toolchain the
+# machine has), no VCS stamp (commit and date come from LDFLAGS, so a build
+# from a source archive equals one from a clone). See README "Versions and releases".
+BUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION := v0.8.2
 IMAGE ?= relabel:latest
+# install-plugin: $(PREFIX)/bin when PREFIX is set, else $GOBIN, else ~/.local/bin.
+PLUGIN_BIN = $(if $(PREFIX),$(PREFIX)/bin,$(or $(shell $(GO) env GOBIN),$(HOME)/.local/bin))
 
-.PHONY: build image deploy-manifests demo test test-deps test-short lint cluster-up cluster-down clean
+.PHONY: build install-plugin dist reproducible image deploy-manifests demo test test-deps test-short lint cluster-up cluster-down clean
 
 build: ## build bin/relabel
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/relabel .
+	$(BUILD) -o bin/relabel .
+
+install-plugin: ## install kubectl-relabel and its kubectl completion helper into $(PREFIX)/bin
+	mkdir -p '$(PLUGIN_BIN)'
+	$(BUILD) -o '$(PLUGIN_BIN)/kubectl-relabel' .
+	install -m 0755 plugins/kubectl_complete-relabel '$(PLUGIN_BIN)/kubectl_complete-relabel'
+	@echo "installed $(PLUGIN_BIN)/kubectl-relabel and $(PLUGIN_BIN)/kubectl_complete-relabel"
+	@case ":$$PATH:" in *':$(PLUGIN_BIN):'*) ;; *) echo "$(PLUGIN_BIN) is not on PATH: add it, then run kubectl relabel version";; esac
+
+dist: ## release archives and their krew manifest in dist/ (VERSION=vX.Y.Z)
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' DATE='$(DATE)' bash internal/release/dist.sh
+
+reproducible: ## build twice from two copies of the tree and compare the binaries
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' DATE='$(DATE)' bash internal/release/reproducible.sh
 
 image: ## build the container image (needs docker)
 	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t $(IMAGE) .
@@ -24,23 +43,31 @@ deploy-manifests: ## regenerate deploy/rbac*.yaml from relabel rbac
 demo: build ## start the local cluster, load sample workloads, run relabel on them
 	bash internal/cluster/demo.sh
 
-test: lint test-deps ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests)
+test: lint test-deps reproducible ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests)
 	RELABEL_TEST_KUBECONFIG=$$(bash $(CLUSTER) up relabel-test) \
 	RELABEL_TEST_KUBECONFIG_B=$$(RELABEL_CLUSTER_NODES=1 bash $(CLUSTER) up relabel-test-b) \
 		$(GO) test -race -count=1 -timeout 60m ./...
+	cd internal/krewcheck && $(GO) test -count=1 ./...
 
 test-short: ## only the tests that need no cluster
 	$(GO) test -short -count=1 ./...
+	cd internal/krewcheck && $(GO) test -short -count=1 ./...
 
-# Debian's chromium renders the HTML report in its test.
+# Debian packages the tests use: chromium renders the HTML report; zsh and fish
+# load the completion scripts.
+TEST_PACKAGES := chromium zsh fish
 test-deps:
-	@command -v chromium >/dev/null || { echo "installing chromium for the HTML report test"; \
-		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
-		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null; }
+	@missing=$$(for p in $(TEST_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing for the tests"; \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint:
 	test -z "$$(gofmt -l . | tee /dev/stderr)"
 	$(GO) vet ./...
+	cd internal/krewcheck && $(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 cluster-up: ## start the local cluster and print its kubeconfig path
@@ -52,4 +79,4 @@ cluster-down: ## delete the local clusters
 	@bash $(CLUSTER) down relabel-test-b
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -36,7 +36,7 @@ var deployRBAC = []struct {
 // runInProcess runs the CLI without a cluster and returns stdout.
 func runInProcess(args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
-	app := cli.NewApp(cli.BuildInfo{Version: "test"}, strings.NewReader(""), &stdout, &stderr)
+	app := cli.NewApp("relabel", cli.BuildInfo{Version: "test"}, strings.NewReader(""), &stdout, &stderr)
 	err := app.Run(append([]string{"relabel"}, args...))
 	return stdout.String(), err
 }

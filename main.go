@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"relabel.dev/relabel/internal/cli"
@@ -30,7 +31,8 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	app := cli.NewApp(cli.BuildInfo{Version: version, Commit: commit, Date: date}, os.Stdin, os.Stdout, os.Stderr)
+	program := filepath.Base(os.Args[0])
+	app := cli.NewApp(program, cli.BuildInfo{Version: version, Commit: commit, Date: date}, os.Stdin, os.Stdout, os.Stderr)
 	err := app.RunContext(ctx, os.Args)
 	stop()
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -33,11 +35,21 @@ type BuildInfo struct {
 	Version, Commit, Date string
 }
 
-// NewApp wires the commands.
-func NewApp(build BuildInfo, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+// PluginName is the executable name that makes relabel a kubectl plugin.
+const PluginName = "kubectl-relabel"
+
+// NewApp wires the commands. program is the name relabel was run as (the
+// base name of argv[0]): as kubectl-relabel, help and usage read
+// "kubectl relabel ...", the way the user types it.
+func NewApp(program string, build BuildInfo, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	onUsage := func(_ *cli.Context, err error, _ bool) error { return UsageError{Err: err} }
+	name, helpName := "relabel", "relabel"
+	if strings.TrimSuffix(program, ".exe") == PluginName {
+		name, helpName = PluginName, "kubectl relabel"
+	}
 	app := &cli.App{
-		Name:      "relabel",
+		Name:      name,
+		HelpName:  helpName,
 		Usage:     "add a label to the immutable selector of Kubernetes workloads, without downtime",
 		UsageText: "relabel --label KEY=VALUE [--gvr RESOURCE]... [-n NAMESPACE | -A] [-l SELECTOR] [flags]\nrelabel audit --label KEY[=VALUE] [flags]\nrelabel kinds [flags]",
 		Description: "relabel adds KEY=VALUE to spec.selector, the pod template labels and the labels of\n" +
@@ -64,15 +76,32 @@ func NewApp(build BuildInfo, stdin io.Reader, stdout, stderr io.Writer) *cli.App
 			restoreCommand(),
 			rulesCommand(),
 			versionCommand(build),
+			completionCommand(name),
 		},
 	}
+	app.UsageText = usageFor(app.UsageText, helpName)
+	app.BashComplete = completeFlagValues(app.Flags, cli.DefaultAppComplete)
 	for _, c := range app.Commands {
+		c.BashComplete = completeFlagValues(c.Flags, cli.DefaultCompleteWithFlags(c))
+		c.HideHelpCommand = true
 		c.OnUsageError = onUsage
+		c.UsageText = usageFor(c.UsageText, helpName)
 		for _, sub := range c.Subcommands {
+			sub.BashComplete = completeFlagValues(sub.Flags, cli.DefaultCompleteWithFlags(sub))
+			sub.HideHelpCommand = true
 			sub.OnUsageError = onUsage
+			sub.UsageText = usageFor(sub.UsageText, helpName)
 		}
 	}
 	return app
+}
+
+var usageLineStart = regexp.MustCompile(`(?m)^(\s*)relabel\b`)
+
+// usageFor makes the usage examples, written for "relabel", name the program
+// as it was invoked.
+func usageFor(text, helpName string) string {
+	return usageLineStart.ReplaceAllString(text, "${1}"+helpName)
 }
 
 // argsNone refuses stray positional arguments, a common typo for a flag value.

@@ -212,7 +212,7 @@ func TestOutputFormatPerCommand(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			app := NewApp(BuildInfo{}, strings.NewReader(""), &stdout, &stderr)
+			app := NewApp("relabel", BuildInfo{}, strings.NewReader(""), &stdout, &stderr)
 			err := app.Run(slices.Concat([]string{"relabel"}, tc.args, []string{"--kubeconfig", "/nonexistent"}))
 			var usage UsageError
 			if !errors.As(err, &usage) || err.Error() != tc.want {
