@@ -115,6 +115,8 @@ spec:
 			t.Fatalf("relabel: %v\n%s", err, stderr.String())
 		}
 	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-done // stderr is written until the process is gone
 		t.Fatalf("relabel did not finish after the finalizer was removed\n%s", stderr.String())
 	}
 	after := get(t, c, deployments, ns, "held")

@@ -92,6 +92,8 @@ spec:
 			t.Fatal(err)
 		}
 	case <-time.After(4 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-done // stderr is written until the process is gone
 		t.Fatalf("relabel neither finished nor gave up within 4 minutes of the restart\n%s", stderr.String())
 	}
 

@@ -85,7 +85,8 @@ up() {
 		--extra-args kube-controller-manager=leader-elect=false
 		--extra-args kube-scheduler=leader-elect=false
 	)
-	local stamp="$KWOK_WORKDIR/$name.args"
+	# Inside the cluster's own directory, so that whoever deletes the cluster deletes it too.
+	local stamp="$KWOK_WORKDIR/clusters/$name/relabel-args"
 	# Paths differ between checkouts; what matters is the flags and the policy.
 	local want
 	want="${args[*]//$here/} $(sha256sum <"$here/audit-policy.yaml" | cut -c1-12)"
@@ -141,7 +142,7 @@ down() {
 	bin=$(bindir)
 	"$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$(kubeconfig "$name")" >/dev/null 2>&1 || true
 	log "cluster $name is down"
-	rm -f "$(kubeconfig "$name")" "$KWOK_WORKDIR/$name.args"
+	rm -f "$(kubeconfig "$name")"
 }
 
 cmd=${1:-}
