@@ -8,7 +8,7 @@ DATE ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build demo test test-short lint cluster-up cluster-down clean
+.PHONY: build demo test test-short lint bench cluster-up cluster-down clean
 
 build: ## build bin/relabel
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/relabel .
@@ -28,6 +28,9 @@ lint:
 	test -z "$$(gofmt -l . | tee /dev/stderr)"
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+bench: ## the benchmarks on a local cluster (relabel-bench), one table of figures; BENCH_OUT=FILE also writes it there
+	bash bench/run.sh
 
 cluster-up: ## start the local cluster and print its kubeconfig path
 	@bash $(CLUSTER) up
