@@ -16,6 +16,7 @@
 #
 # Environment:
 #   BENCH_LOOP_SIZE  Deployments (2 replicas each) in the namespace (default 50)
+#   BENCH_MIN_READY_SECONDS  the Deployments' minReadySeconds (default 0)
 #   BENCH_OUT        also write the report to this file
 #   BENCH_RESULTS    directory for machine-readable figures (bench/run.sh)
 set -euo pipefail
@@ -72,7 +73,7 @@ create_namespace "$ns" "$n"
 wait_controllers_idle 1800
 log "$ns: migrating $n Deployments with kubectl, one after another"
 measure "$work/times" bash "${BASH_SOURCE[0]}" loop "$kubeconfig" "$ns"
-read -r wall rss <"$work/times"
+read -r wall rss _ <"$work/times"
 verify_labelled "$ns" "$n" "$label"
 log "$ns: $n migrated in $wall s"
 result "loop.$n.wall" "$wall"

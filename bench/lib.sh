@@ -46,17 +46,17 @@ build_relabel() {
 }
 
 # measure TIMES CMD... runs CMD under GNU time and appends "wall_seconds
-# peak_rss_kib" to the file TIMES; CMD's stdout and stderr go to TIMES.out
-# and TIMES.err.
+# peak_rss_kib cpu_seconds" to the file TIMES; CMD's stdout and stderr go to
+# TIMES.out and TIMES.err.
 measure() {
 	local times=$1
 	shift
-	if ! /usr/bin/time -f '%e %M' -o "$times.time" "$@" >"$times.out" 2>"$times.err"; then
+	if ! /usr/bin/time -f '%e %M %U %S' -o "$times.time" "$@" >"$times.out" 2>"$times.err"; then
 		tail -n 20 "$times.err" >&2
 		cat "$times.time" >&2
 		die "failed: $*"
 	fi
-	tail -n1 "$times.time" >>"$times"
+	tail -n1 "$times.time" | awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' >>"$times"
 }
 
 # wait_controllers_idle SECONDS waits until kube-controller-manager's
@@ -89,16 +89,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 # random_suffix prints 6 hex digits for a fresh namespace name.
 random_suffix() { od -An -N3 -tx1 /dev/urandom | tr -d ' \n'; }
 
-# deployments NS N [PREFIX] prints N Deployments of 2 replicas each as a List.
+# deployments NS N prints N Deployments of 2 replicas each as a List. With
+# BENCH_MIN_READY_SECONDS, a pod counts as available only after being ready
+# that long: kwok pods are ready at once, real ones take a while.
 deployments() {
-	local ns=$1 n=$2 prefix=${3:-app}
-	jq -n --arg ns "$ns" --arg prefix "$prefix" --argjson n "$n" '{
+	local ns=$1 n=$2
+	jq -n --arg ns "$ns" --argjson n "$n" --argjson minready "${BENCH_MIN_READY_SECONDS:-0}" '{
 		apiVersion: "v1", kind: "List",
-		items: [range($n) | ($prefix + "-" + (. | tostring)) as $name | {
+		items: [range($n) | "app-\(.)" as $name | {
 			apiVersion: "apps/v1", kind: "Deployment",
 			metadata: {name: $name, namespace: $ns, labels: {app: $name, bench: "migrate"}},
 			spec: {
 				replicas: 2,
+				minReadySeconds: $minready,
 				selector: {matchLabels: {app: $name}},
 				template: {
 					metadata: {labels: {app: $name, bench: "migrate"}},

@@ -20,8 +20,10 @@
 #
 # Environment:
 #   BENCH_MIGRATE_SIZES  Deployments per run (default "1 50 200")
-#   BENCH_LARGE_FLAGS    relabel flags for large runs (default "--concurrency 200 --qps 200 --burst 400")
+#   BENCH_LARGE_FLAGS    relabel flags for large runs (default "--concurrency 50 --qps 100 --burst 200")
 #   BENCH_MEMORY_SIZE    the N counted in the audit log and migrated with -A too (default: the largest size)
+#   BENCH_MIN_READY_SECONDS  the Deployments' minReadySeconds (default 0): kwok
+#                        pods are ready at once, real ones take a while
 #   BENCH_OUT            also write the report to this file
 #   BENCH_RESULTS        directory for machine-readable figures (bench/run.sh)
 #
@@ -32,7 +34,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source bench/lib.sh
 
 read -r -a sizes <<<"${BENCH_MIGRATE_SIZES:-1 50 200}"
-read -r -a large_flags <<<"${BENCH_LARGE_FLAGS:---concurrency 200 --qps 200 --burst 400}"
+read -r -a large_flags <<<"${BENCH_LARGE_FLAGS:---concurrency 50 --qps 100 --burst 200}"
 label=stage=production
 ((${#sizes[@]} > 0)) || die "BENCH_MIGRATE_SIZES is empty"
 largest=0
@@ -42,6 +44,8 @@ for n in "${sizes[@]}"; do
 done
 memory_size=${BENCH_MEMORY_SIZE:-$largest}
 [[ $memory_size =~ ^[1-9][0-9]*$ ]] || die "BENCH_MEMORY_SIZE must be a positive integer, not '$memory_size'"
+min_ready=${BENCH_MIN_READY_SECONDS:-0}
+[[ $min_ready =~ ^[0-9]+$ ]] || die "BENCH_MIN_READY_SECONDS must be a non-negative integer, not '$min_ready'"
 
 need_tools
 work=$(mktemp -d "${TMPDIR:-/tmp}/relabel-bench.XXXXXX")
@@ -94,12 +98,26 @@ kcm_delta() {
 		}' "$1" "$2"
 }
 
-# requests OFFSET NS FROM TO prints "COUNT VERB RESOURCE" for relabel's
-# requests in the audit log after byte OFFSET, in namespace NS or
-# cluster-scoped, whose stages fall between FROM and TO. A watch logs two
-# stages; the audit ID counts it once.
+# cpu_delta BEFORE AFTER WALL RELABEL_CPU prints the CPU seconds each
+# component of the cluster and relabel used during the run, and their share
+# of the machine's cores.
+cpu_delta() {
+	awk -v wall="$3" -v own="$4" -v cores="$(nproc)" '
+		FNR == NR { before[$1] = $2; next }
+		{ d = $2 - before[$1]; total += d; printf "%s%s %.1f s", sep, $1, d; sep = ", " }
+		END { printf ", relabel %.1f s; together %.0f%% of %d cores\n", own, 100 * (total + own) / (wall * cores), cores }' "$1" "$2"
+}
+
+# requests SINCE NS FROM TO prints "COUNT VERB RESOURCE" for relabel's
+# requests in namespace NS or cluster-scoped whose stages fall between FROM
+# and TO, from the audit log files written after the file SINCE was (the API
+# server rotates its log at 100 MB). A watch logs two stages; its audit ID
+# counts it once.
 requests() {
-	tail -c +$(($1 + 1)) "$audit_log" | grep -F '"userAgent":"relabel' | jq -r --arg ns "$2" --arg from "$3" --arg to "$4" '
+	local -a files
+	mapfile -t files < <(find "$(dirname "$audit_log")" -maxdepth 1 -name 'audit*.log' -newer "$1")
+	((${#files[@]} > 0)) || die "no audit log written since the run began in $(dirname "$audit_log")"
+	cat "${files[@]}" | { grep -F '"userAgent":"relabel' || true; } | jq -r --arg ns "$2" --arg from "$3" --arg to "$4" '
 		select((.userAgent | startswith("relabel")) and (.userAgent | startswith("relabel-bench") | not))
 		| select(.stageTimestamp >= $from and .stageTimestamp <= $to)
 		| select((.objectRef.namespace // $ns) == $ns)
@@ -110,7 +128,7 @@ requests() {
 # migrate N MODE FLAGS...: one timed run in a fresh namespace; MODE is
 # default, large or all (large flags, -A -l bench=migrate).
 migrate() {
-	local n=$1 mode=$2 ns wall rss offset from to
+	local n=$1 mode=$2 ns wall rss cpu from to
 	shift 2
 	ns=migrate-$n-$(random_suffix)
 	create_namespace "$ns" "$n"
@@ -119,14 +137,16 @@ migrate() {
 	[[ $mode == all ]] && scope=(-A -l bench=migrate)
 	local times=$work/times.$n.$mode
 	kcm_queues >"$times.kcm.before"
-	offset=$(stat -c %s "$audit_log")
+	bash internal/cluster/cluster.sh cpu "$cluster" >"$times.cpu.before"
+	touch "$times.start"
 	from=$(now)
 	log "$ns: relabel ${scope[*]} $*"
 	measure "$times" "$relabel" --kubeconfig "$kubeconfig" --label "$label" "${scope[@]}" --yes \
 		--backup-dir "$work/backups.$ns" -o json "$@"
 	to=$(now)
 	kcm_queues >"$times.kcm.after"
-	read -r wall rss <"$times"
+	bash internal/cluster/cluster.sh cpu "$cluster" >"$times.cpu.after"
+	read -r wall rss cpu <"$times"
 	local migrated
 	migrated=$(jq '.summary.migrated' "$times.out")
 	((migrated == n)) || die "$ns: relabel migrated $migrated of $n objects"
@@ -135,8 +155,11 @@ migrate() {
 	result "migrate.$n.$mode.wall" "$wall"
 	result "migrate.$n.$mode.rss" "$rss"
 	kcm_delta "$times.kcm.before" "$times.kcm.after" "$wall" >"$times.kcm"
+	cpu_delta "$times.cpu.before" "$times.cpu.after" "$wall" "$cpu" >"$times.cpu"
+	result "cpu.$n.$mode" "$(cat "$times.cpu")"
 	if [[ $mode == large && $n == "$memory_size" ]]; then
-		requests "$offset" "$ns" "$from" "$to" >"$work/requests"
+		requests "$times.start" "$ns" "$from" "$to" >"$work/requests"
+		[[ -s $work/requests ]] || die "$ns: no request by relabel in the audit log"
 		while read -r count verb resource; do
 			result "requests.$n.$verb.$resource" "$count"
 		done <"$work/requests"
@@ -151,6 +174,7 @@ kube_version=$(k version -o json | jq -r .serverVersion.gitVersion)
 result kubernetes "$kube_version"
 result nodes "$(k get nodes -o name | wc -l)"
 result migrate.large_flags "${large_flags[*]}"
+result migrate.min_ready_seconds "$min_ready"
 for n in "${sizes[@]}"; do
 	migrate "$n" default
 	migrate "$n" large "${large_flags[@]}"
@@ -164,17 +188,17 @@ t1() { awk '{ print $1 }' "$work/times.${sizes[0]}.$1"; }
 report() {
 	echo "relabel migration benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); Kubernetes $kube_version (kwok), $(k get nodes -o name | wc -l) nodes, $deployments_in_cluster Deployments in the cluster"
-	echo "large flags: ${large_flags[*]}"
+	echo "large flags: ${large_flags[*]}; the Deployments' minReadySeconds: $min_ready"
 	echo
 	printf '%-6s %-8s %10s %10s %14s\n' N FLAGS "WALL s" "T(N)/T(${sizes[0]})" "PEAK RSS MiB"
 	local n mode wall rss
 	for n in "${sizes[@]}"; do
 		for mode in default large; do
-			read -r wall rss <"$work/times.$n.$mode"
+			read -r wall rss _ <"$work/times.$n.$mode"
 			printf '%-6s %-8s %10s %10s %14s\n' "$n" "$mode" "$wall" "$(ratio "$wall" "$(t1 "$mode")")" "$(mib "$rss")"
 		done
 	done
-	read -r wall rss <"$work/times.$memory_size.all"
+	read -r wall rss _ <"$work/times.$memory_size.all"
 	printf '%-6s %-8s %10s %10s %14s   (-A -l bench=migrate)\n' "$memory_size" all "$wall" - "$(mib "$rss")"
 	echo
 	echo "API requests by relabel, N=$memory_size, large flags (count, verb, resource; per object):"
@@ -183,6 +207,11 @@ report() {
 	echo "kube-controller-manager during the N=$memory_size runs (5 workers per queue, its default):"
 	for mode in default large all; do
 		sed "s/^/  $mode: /" "$work/times.$memory_size.$mode.kcm"
+	done
+	echo
+	echo "CPU during the N=$memory_size runs:"
+	for mode in default large all; do
+		sed "s/^/  $mode: /" "$work/times.$memory_size.$mode.cpu"
 	done
 }
 if [[ -n ${BENCH_OUT:-} ]]; then

@@ -61,10 +61,11 @@ table() {
 		"$(get audit.relabel.wall) s, $(get audit.relabel.rss_mib) MiB (median of $(get audit.runs))"
 	row "audit: \`kubectl get … -A -o json\`" "$(get audit.kubectl.wall) s, $(get audit.kubectl.rss_mib) MiB"
 	row "audit: relabel / kubectl" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.kubectl.wall)"), peak RSS $(ratio "$(get audit.relabel.rss_mib)" "$(get audit.kubectl.rss_mib)")"
-	local n mode wall flags
+	local n mode wall flags ready=""
+	[[ $(get migrate.min_ready_seconds) == 0 ]] || ready=", minReadySeconds $(get migrate.min_ready_seconds)"
 	for mode in default large; do
-		flags="default flags"
-		[[ $mode == large ]] && flags="\`$(get migrate.large_flags)\`"
+		flags="default flags$ready"
+		[[ $mode == large ]] && flags="\`$(get migrate.large_flags)\`$ready"
 		for n in "${sizes[@]}"; do
 			wall=$(get "migrate.$n.$mode.wall")
 			row "migrate N=$n, $flags" "T = $wall s, T(N)/T($n1) = $(ratio "$wall" "$(get "migrate.$n1.$mode.wall")"), $(per "$wall" "$n") s per object, peak RSS $(mib "$(get "migrate.$n.$mode.rss")") MiB"
@@ -93,6 +94,7 @@ table() {
 		for mode in default large all; do
 			if [[ -n ${r[kcm.$memory_size.$mode]:-} ]]; then
 				row "kube-controller-manager during N=$memory_size ($mode)" "$(get "kcm.$memory_size.$mode")"
+				row "CPU during N=$memory_size ($mode)" "$(get "cpu.$memory_size.$mode")"
 			fi
 		done
 	fi

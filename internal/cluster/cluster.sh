@@ -11,6 +11,7 @@
 #   cluster.sh restart-apiserver [NAME]  stop kube-apiserver and start it again (the rest keeps running)
 #   cluster.sh scale [NAME]         add nodes up to RELABEL_CLUSTER_NODES to a running cluster
 #   cluster.sh controller-metrics [NAME]  print kube-controller-manager's /metrics
+#   cluster.sh cpu [NAME]           print each component's CPU seconds so far
 #
 # Everything lives under the user's cache directory (RELABEL_CACHE_DIR), never
 # in ~/.kube/config.
@@ -151,6 +152,17 @@ controller_metrics() {
 	curl -sSfk "https://127.0.0.1:$port/metrics"
 }
 
+# cpu prints "COMPONENT SECONDS" for each process of the cluster: user and
+# system CPU time from /proc, to see where a run's CPU went.
+cpu() {
+	local name=$1 pidfile tick
+	tick=$(getconf CLK_TCK)
+	for pidfile in "$KWOK_WORKDIR/clusters/$name"/pids/*.pid; do
+		awk -v c="$(basename "$pidfile" .pid)" -v t="$tick" '{ sub(/^.*\) /, ""); printf "%s %.2f\n", c, ($12 + $13) / t }' \
+			"/proc/$(cat "$pidfile")/stat"
+	done
+}
+
 down() {
 	local name=$1 bin
 	bin=$(bindir)
@@ -169,9 +181,10 @@ kubeconfig) kubeconfig "$name" ;;
 restart-apiserver) restart_apiserver "$name" ;;
 scale) scale "$name" ;;
 controller-metrics) controller_metrics "$name" ;;
+cpu) cpu "$name" ;;
 audit-log) echo "$KWOK_WORKDIR/clusters/$name/logs/audit.log" ;;
 *)
-	echo "usage: $0 bin|up|down|restart-apiserver|scale|controller-metrics|kubeconfig|audit-log [NAME]" >&2
+	echo "usage: $0 bin|up|down|restart-apiserver|scale|controller-metrics|cpu|kubeconfig|audit-log [NAME]" >&2
 	exit 2
 	;;
 esac
