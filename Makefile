@@ -30,7 +30,7 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 bench: ## the benchmarks on a local cluster (relabel-bench), one table of figures; BENCH_OUT=FILE also writes it there
-	bash bench/run.sh
+	@bash bench/run.sh
 
 cluster-up: ## start the local cluster and print its kubeconfig path
 	@bash $(CLUSTER) up

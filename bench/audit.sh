@@ -111,7 +111,6 @@ for ((i = 1; i <= runs; i++)); do
 	time_run kubectl "${kubectl_cmd[@]}"
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 wall() { awk '{ print $1 }' "$work/times.$1" | median; }
 rss() { awk '{ printf "%.1f\n", $2 / 1024 }' "$work/times.$1" | median; }
 runs_of() { awk '{ printf "%s%.2fs/%.1fMiB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/times.$1"; }

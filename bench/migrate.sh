@@ -11,9 +11,9 @@
 # For each N, a fresh namespace migrate-N-<random> gets N Deployments; once
 # they are rolled out, relabel migrates them, timed with GNU time (wall
 # seconds, peak RSS); every object must then carry the label in its selector,
-# template and metadata, with no copy left. Each N runs twice: with the
-# default flags and with BENCH_LARGE_FLAGS. The large run at
-# BENCH_MEMORY_SIZE is counted in the API server's audit log (requests by
+# template and metadata, with no copy left. Each N runs with the default
+# flags and with BENCH_LARGE_FLAGS, BENCH_MIGRATE_RUNS times each (the report
+# gives the median). The first large run at BENCH_MEMORY_SIZE is counted in the API server's audit log (requests by
 # relabel's user agent in its namespace or cluster-scoped, within the run's
 # time window) and watched through kube-controller-manager's workqueue
 # metrics; a third run there migrates with -A -l bench=migrate instead of -n.
@@ -21,6 +21,7 @@
 # Environment:
 #   BENCH_MIGRATE_SIZES  Deployments per run (default "1 50 200")
 #   BENCH_LARGE_FLAGS    relabel flags for large runs (default "--concurrency 50 --qps 100 --burst 200")
+#   BENCH_MIGRATE_RUNS   timed runs of each size and flag set (default 1; 3 on a busy machine)
 #   BENCH_MEMORY_SIZE    the N counted in the audit log and migrated with -A too (default: the largest size)
 #   BENCH_MIN_READY_SECONDS  the Deployments' minReadySeconds (default 0): kwok
 #                        pods are ready at once, real ones take a while
@@ -45,6 +46,8 @@ done
 memory_size=${BENCH_MEMORY_SIZE:-$largest}
 [[ $memory_size =~ ^[1-9][0-9]*$ ]] || die "BENCH_MEMORY_SIZE must be a positive integer, not '$memory_size'"
 min_ready=${BENCH_MIN_READY_SECONDS:-0}
+runs=${BENCH_MIGRATE_RUNS:-1}
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_MIGRATE_RUNS must be a positive integer, not '$runs'"
 [[ $min_ready =~ ^[0-9]+$ ]] || die "BENCH_MIN_READY_SECONDS must be a non-negative integer, not '$min_ready'"
 
 need_tools
@@ -125,11 +128,13 @@ requests() {
 		| @tsv' | sort -u | cut -f2,3 | sort | uniq -c | sort -k2,2 -k1,1nr
 }
 
-# migrate N MODE FLAGS...: one timed run in a fresh namespace; MODE is
-# default, large or all (large flags, -A -l bench=migrate).
+# migrate N MODE RUN FLAGS...: one timed run in a fresh namespace; MODE is
+# default, large or all (large flags, -A -l bench=migrate). The first run of
+# each also records the controllers' work, the CPU used and (large, at
+# BENCH_MEMORY_SIZE) the API requests.
 migrate() {
-	local n=$1 mode=$2 ns wall rss cpu from to
-	shift 2
+	local n=$1 mode=$2 run=$3 ns wall rss cpu from to
+	shift 3
 	ns=migrate-$n-$(random_suffix)
 	create_namespace "$ns" "$n"
 	wait_controllers_idle 1800
@@ -146,14 +151,16 @@ migrate() {
 	to=$(now)
 	kcm_queues >"$times.kcm.after"
 	bash internal/cluster/cluster.sh cpu "$cluster" >"$times.cpu.after"
-	read -r wall rss cpu <"$times"
+	read -r wall rss cpu < <(tail -n1 "$times")
 	local migrated
 	migrated=$(jq '.summary.migrated' "$times.out")
 	((migrated == n)) || die "$ns: relabel migrated $migrated of $n objects"
 	verify_labelled "$ns" "$n" "$label"
 	log "$ns: $n migrated in $wall s, peak RSS $(mib "$rss") MiB"
-	result "migrate.$n.$mode.wall" "$wall"
-	result "migrate.$n.$mode.rss" "$rss"
+	if ((run > 1)); then
+		delete_namespace "$ns"
+		return
+	fi
 	kcm_delta "$times.kcm.before" "$times.kcm.after" "$wall" >"$times.kcm"
 	cpu_delta "$times.cpu.before" "$times.cpu.after" "$wall" "$cpu" >"$times.cpu"
 	result "cpu.$n.$mode" "$(cat "$times.cpu")"
@@ -176,30 +183,44 @@ result nodes "$(k get nodes -o name | wc -l)"
 result migrate.large_flags "${large_flags[*]}"
 result migrate.min_ready_seconds "$min_ready"
 for n in "${sizes[@]}"; do
-	migrate "$n" default
-	migrate "$n" large "${large_flags[@]}"
+	for ((run = 1; run <= runs; run++)); do
+		migrate "$n" default "$run"
+		migrate "$n" large "$run" "${large_flags[@]}"
+	done
 done
 # -A: the plan lists every namespace; the informers may watch them all.
-migrate "$memory_size" all "${large_flags[@]}"
+migrate "$memory_size" all 1 "${large_flags[@]}"
+
+# wall TIMES and rss TIMES: the median of the runs.
+wall() { awk '{ print $1 }' "$1" | median; }
+rss() { awk '{ print $2 }' "$1" | median; }
+for times in "$work"/times.*.*; do
+	[[ $times =~ times\.([0-9]+)\.([a-z]+)$ ]] || continue
+	key=migrate.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}
+	result "$key.wall" "$(wall "$times")"
+	result "$key.rss" "$(rss "$times")"
+	result "$key.runs" "$(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 }' "$times")"
+done
 deployments_in_cluster=$(k get --raw '/apis/apps/v1/deployments?limit=1' | jq '(.items | length) + (.metadata.remainingItemCount // 0)')
 result deployments_in_cluster "$deployments_in_cluster"
 
-t1() { awk '{ print $1 }' "$work/times.${sizes[0]}.$1"; }
+t1() { wall "$work/times.${sizes[0]}.$1"; }
 report() {
 	echo "relabel migration benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); Kubernetes $kube_version (kwok), $(k get nodes -o name | wc -l) nodes, $deployments_in_cluster Deployments in the cluster"
 	echo "large flags: ${large_flags[*]}; the Deployments' minReadySeconds: $min_ready"
 	echo
-	printf '%-6s %-8s %10s %10s %14s\n' N FLAGS "WALL s" "T(N)/T(${sizes[0]})" "PEAK RSS MiB"
-	local n mode wall rss
+	printf '%-6s %-8s %10s %10s %14s   %s\n' N FLAGS "WALL s" "T(N)/T(${sizes[0]})" "PEAK RSS MiB" "RUNS (wall s)"
+	local n mode times w
 	for n in "${sizes[@]}"; do
 		for mode in default large; do
-			read -r wall rss _ <"$work/times.$n.$mode"
-			printf '%-6s %-8s %10s %10s %14s\n' "$n" "$mode" "$wall" "$(ratio "$wall" "$(t1 "$mode")")" "$(mib "$rss")"
+			times=$work/times.$n.$mode w=$(wall "$times")
+			printf '%-6s %-8s %10s %10s %14s   %s\n' "$n" "$mode" "$w" "$(ratio "$w" "$(t1 "$mode")")" "$(mib "$(rss "$times")")" \
+				"$(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 }' "$times")"
 		done
 	done
-	read -r wall rss _ <"$work/times.$memory_size.all"
-	printf '%-6s %-8s %10s %10s %14s   (-A -l bench=migrate)\n' "$memory_size" all "$wall" - "$(mib "$rss")"
+	times=$work/times.$memory_size.all
+	printf '%-6s %-8s %10s %10s %14s   (-A -l bench=migrate)\n' "$memory_size" all "$(wall "$times")" - "$(mib "$(rss "$times")")"
 	echo
 	echo "API requests by relabel, N=$memory_size, large flags (count, verb, resource; per object):"
 	awk -v n="$memory_size" '{ printf "  %6d %-7s %-40s %.2f\n", $1, $2, $3, $1 / n }' "$work/requests"

@@ -61,14 +61,15 @@ table() {
 		"$(get audit.relabel.wall) s, $(get audit.relabel.rss_mib) MiB (median of $(get audit.runs))"
 	row "audit: \`kubectl get … -A -o json\`" "$(get audit.kubectl.wall) s, $(get audit.kubectl.rss_mib) MiB"
 	row "audit: relabel / kubectl" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.kubectl.wall)"), peak RSS $(ratio "$(get audit.relabel.rss_mib)" "$(get audit.kubectl.rss_mib)")"
-	local n mode wall flags ready=""
+	local n mode wall runs flags ready=""
 	[[ $(get migrate.min_ready_seconds) == 0 ]] || ready=", minReadySeconds $(get migrate.min_ready_seconds)"
 	for mode in default large; do
 		flags="default flags$ready"
 		[[ $mode == large ]] && flags="\`$(get migrate.large_flags)\`$ready"
 		for n in "${sizes[@]}"; do
-			wall=$(get "migrate.$n.$mode.wall")
-			row "migrate N=$n, $flags" "T = $wall s, T(N)/T($n1) = $(ratio "$wall" "$(get "migrate.$n1.$mode.wall")"), $(per "$wall" "$n") s per object, peak RSS $(mib "$(get "migrate.$n.$mode.rss")") MiB"
+			wall=$(get "migrate.$n.$mode.wall") runs=$(get "migrate.$n.$mode.runs")
+			if [[ $runs == *,* ]]; then runs=" (median of $runs)"; else runs=""; fi
+			row "migrate N=$n, $flags" "T = $wall s$runs, T(N)/T($n1) = $(ratio "$wall" "$(get "migrate.$n1.$mode.wall")"), $(per "$wall" "$n") s per object, peak RSS $(mib "$(get "migrate.$n.$mode.rss")") MiB"
 		done
 	done
 	if [[ -n $loop_size ]]; then
