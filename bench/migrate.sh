@@ -68,20 +68,23 @@ build_relabel "$work"
 delete_namespaces
 audit_log=$(bash internal/cluster/cluster.sh audit-log "$cluster")
 
-# kcm_queues prints "QUEUE_METRIC VALUE" for the deployment and replicaset
-# workqueues of kube-controller-manager, and its client's rate-limiter wait.
+# kcm_queues prints "METRIC VALUE" for kube-controller-manager's deployment
+# and replicaset workqueues, the ReplicaSet syncs it skipped because its
+# cache lagged its own writes, and its client's rate-limiter wait.
 kcm_queues() {
 	bash internal/cluster/cluster.sh controller-metrics "$cluster" | awk '
-		/^workqueue_(queue|work)_duration_seconds_(sum|count)\{name="(deployment|replicaset)"\}/ {
+		/^workqueue_((queue|work)_duration_seconds_(sum|count)|retries_total)\{name="(deployment|replicaset)"\}/ {
 			match($1, /name="[a-z]+"/); q = substr($1, RSTART + 6, RLENGTH - 7)
 			m = $1; sub(/\{.*/, "", m); sub(/^workqueue_/, "", m); print q "_" m, $2 }
-		/^rest_client_rate_limiter_duration_seconds_(sum|count)\{/ {
+		/^(replicaset_controller_stale_sync_skips_total|rest_client_rate_limiter_duration_seconds_(sum|count))\{/ {
 			m = $1; sub(/\{.*/, "", m); v[m] += $2 }
 		END { for (m in v) print m, v[m] }'
 }
 
-# kcm_delta BEFORE AFTER WALL prints, per queue, the syncs during the run, the
-# mean wait in the queue and how busy the controller's workers were.
+# kcm_delta BEFORE AFTER WALL prints, per queue, the syncs during the run,
+# the retries (failed syncs, requeued through the controller's rate limiter:
+# 10 per second once a burst of 100 is spent), the mean wait in the queue and
+# how busy the controller's 5 workers (its default) were.
 kcm_delta() {
 	awk -v wall="$3" -v workers=5 '
 		FNR == NR { before[$1] = $2; next }
@@ -90,10 +93,13 @@ kcm_delta() {
 			split("deployment replicaset", qs, " ")
 			for (i = 1; i <= 2; i++) {
 				q = qs[i]; n = d[q "_work_duration_seconds_count"]
-				printf "%s: %d syncs, mean queue wait %.2f s, mean sync %.3f s, workers busy %.0f%%\n", q, n,
+				printf "%s: %d syncs, %d retries, mean queue wait %.2f s, mean sync %.3f s, workers busy %.0f%%", q, n,
+					d[q "_retries_total"],
 					(n > 0 ? d[q "_queue_duration_seconds_sum"] / n : 0),
 					(n > 0 ? d[q "_work_duration_seconds_sum"] / n : 0),
 					(wall > 0 ? 100 * d[q "_work_duration_seconds_sum"] / (wall * workers) : 0)
+				if (q == "replicaset") printf " (%d syncs skipped: cache behind its own writes)", d["replicaset_controller_stale_sync_skips_total"]
+				print ""
 			}
 			n = d["rest_client_rate_limiter_duration_seconds_count"]
 			printf "client rate limiter: %d requests, mean wait %.4f s\n", n,
