@@ -15,7 +15,7 @@ IMAGE ?= relabel:latest
 # install-plugin: $(PREFIX)/bin when PREFIX is set, else $GOBIN, else ~/.local/bin.
 PLUGIN_BIN = $(if $(PREFIX),$(PREFIX)/bin,$(or $(shell $(GO) env GOBIN),$(HOME)/.local/bin))
 
-.PHONY: build install-plugin dist reproducible image deploy-manifests demo test test-deps test-short lint cluster-up cluster-down clean
+.PHONY: build install-plugin dist reproducible image deploy-manifests demo test test-deps test-short lint bench cluster-up cluster-down clean
 
 build: ## build bin/relabel
 	$(BUILD) -o bin/relabel .
@@ -69,6 +69,9 @@ lint:
 	$(GO) vet ./...
 	cd internal/krewcheck && $(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+bench: ## the benchmarks on a local cluster (relabel-bench), one table of figures; BENCH_OUT=FILE also writes it there
+	@bash bench/run.sh
 
 cluster-up: ## start the local cluster and print its kubeconfig path
 	@bash $(CLUSTER) up

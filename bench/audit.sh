@@ -23,6 +23,7 @@
 # keeps running: `bash internal/cluster/cluster.sh down relabel-bench` removes it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source bench/lib.sh
 
 namespaces=${BENCH_NAMESPACES:-100}
 deployments=${BENCH_DEPLOYMENTS_PER_NS:-100}
@@ -30,13 +31,6 @@ rollouts=${BENCH_ROLLOUTS_PER_NS:-10}
 runs=${BENCH_RUNS:-3}
 workers=${BENCH_WORKERS:-16}
 settle=${BENCH_SETTLE_SECONDS:-20}
-cluster=relabel-bench
-
-log() { echo "bench: $*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
 
 for v in namespaces deployments rollouts runs workers settle; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, not '${!v}'"
@@ -44,27 +38,12 @@ done
 ((runs > 0)) || die "BENCH_RUNS must be positive"
 ((namespaces > 0)) || die "BENCH_NAMESPACES must be positive"
 
-if [[ ! -x /usr/bin/time ]]; then
-	log "installing GNU time"
-	sudo=()
-	((EUID == 0)) || sudo=(sudo)
-	"${sudo[@]}" apt-get update -qq
-	"${sudo[@]}" apt-get install -y -qq time >/dev/null
-fi
-command -v jq >/dev/null || die "jq is required"
-
+need_tools
 work=$(mktemp -d "${TMPDIR:-/tmp}/relabel-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-log "starting (or reusing) cluster $cluster"
-kubeconfig=$(bash internal/cluster/cluster.sh up "$cluster")
-bin=$(bash internal/cluster/cluster.sh bin)
-kubectl=$bin/kubectl
-k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
-
-log "building relabel"
-go build -trimpath -ldflags '-s -w' -o "$work/relabel" .
-relabel=$work/relabel
+cluster_up
+build_relabel "$work"
 
 # count RESOURCE_PATH: how many objects the API serves there, from one
 # single-item page and its remainingItemCount.
@@ -95,6 +74,8 @@ else
 	done
 	sleep "$settle"
 fi
+# Measure once the controllers have caught up (after a load, or other work).
+wait_controllers_idle 1800
 
 objects_deploy=$(count /apis/apps/v1/deployments)
 objects_sts=$(count /apis/apps/v1/statefulsets)
@@ -103,10 +84,10 @@ objects_ro=$(count /apis/demo.relabel.dev/v1alpha1/rollouts 2>/dev/null || echo 
 size=$( (k get --raw /apis/apps/v1/namespaces/bench-000/deployments/app-0000 2>/dev/null || true) | wc -c)
 
 relabel_cmd=("$relabel" audit --kubeconfig "$kubeconfig" --label stage -A -o json)
-kubectl_cmd=("$kubectl" --kubeconfig "$kubeconfig" get deployments,statefulsets,daemonsets,rollouts.demo.relabel.dev -A -o json)
+kubectl_cmd=("$kubectl" --kubeconfig "$kubeconfig" get "deployments,statefulsets,daemonsets,rollouts.demo.relabel.dev" -A -o json)
 
-# measure NAME CMD...: one run, appends "wall_seconds peak_rss_kib" to $work/times.NAME.
-measure() {
+# time_run NAME CMD...: one run, appends "wall_seconds peak_rss_kib" to $work/times.NAME.
+time_run() {
 	local name=$1
 	shift
 	if ! /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/stderr"; then
@@ -126,15 +107,13 @@ lacking=$(jq '.summary.lacking' "$work/audit.json")
 # Interleaved, so that load from elsewhere on the machine hits both alike.
 for ((i = 1; i <= runs; i++)); do
 	log "run $i/$runs"
-	measure relabel "${relabel_cmd[@]}"
-	measure kubectl "${kubectl_cmd[@]}"
+	time_run relabel "${relabel_cmd[@]}"
+	time_run kubectl "${kubectl_cmd[@]}"
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 wall() { awk '{ print $1 }' "$work/times.$1" | median; }
 rss() { awk '{ printf "%.1f\n", $2 / 1024 }' "$work/times.$1" | median; }
 runs_of() { awk '{ printf "%s%.2fs/%.1fMiB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/times.$1"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 relabel_wall=$(wall relabel) relabel_rss=$(rss relabel)
 kubectl_wall=$(wall kubectl) kubectl_rss=$(rss kubectl)
@@ -142,6 +121,15 @@ wall_ratio=$(ratio "$relabel_wall" "$kubectl_wall")
 rss_ratio=$(ratio "$relabel_rss" "$kubectl_rss")
 faster=$(awk -v r="$wall_ratio" 'BEGIN { print (r < 1 ? "yes" : "no") }')
 lighter=$(awk -v r="$rss_ratio" 'BEGIN { print (r < 0.5 ? "yes" : "no") }')
+
+result audit.objects "$audited"
+result audit.deployments "$objects_deploy"
+result audit.rollouts "$objects_ro"
+result audit.relabel.wall "$relabel_wall"
+result audit.relabel.rss_mib "$relabel_rss"
+result audit.kubectl.wall "$kubectl_wall"
+result audit.kubectl.rss_mib "$kubectl_rss"
+result audit.runs "$runs"
 
 report() {
 	echo "relabel audit benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

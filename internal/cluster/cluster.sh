@@ -9,6 +9,9 @@
 #   cluster.sh kubeconfig [NAME]    print the kubeconfig path
 #   cluster.sh audit-log [NAME]     print the path of the API server's audit log
 #   cluster.sh restart-apiserver [NAME]  stop kube-apiserver and start it again (the rest keeps running)
+#   cluster.sh scale [NAME]         add nodes up to RELABEL_CLUSTER_NODES to a running cluster
+#   cluster.sh controller-metrics [NAME]  print kube-controller-manager's /metrics
+#   cluster.sh cpu [NAME]           print each component's CPU seconds so far
 #
 # Everything lives under the user's cache directory (RELABEL_CACHE_DIR), never
 # in ~/.kube/config.
@@ -137,6 +140,36 @@ restart_apiserver() {
 	return 1
 }
 
+# scale adds nodes to a running cluster (kwok nodes hold 110 pods each).
+scale() {
+	local name=$1 bin kc
+	bin=$(bindir)
+	kc=$(kubeconfig "$name")
+	"$bin/kwokctl" scale node --name "$name" --replicas "$NODES" >>"$KWOK_WORKDIR/$name.up.log" 2>&1 ||
+		{ log "scaling cluster $name to $NODES nodes failed, see $KWOK_WORKDIR/$name.up.log"; return 1; }
+	"$bin/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node --all --timeout=2m >/dev/null
+}
+
+# controller_metrics prints kube-controller-manager's metrics (its workqueues
+# tell whether the controllers keep up); /metrics needs no credentials there.
+controller_metrics() {
+	local name=$1 pid port
+	pid=$(cat "$KWOK_WORKDIR/clusters/$name/pids/kube-controller-manager.pid")
+	port=$(tr '\0' '\n' <"/proc/$pid/cmdline" | sed -n 's/^--secure-port=//p')
+	curl -sSfk "https://127.0.0.1:$port/metrics"
+}
+
+# cpu prints "COMPONENT SECONDS" for each process of the cluster: user and
+# system CPU time from /proc, to see where a run's CPU went.
+cpu() {
+	local name=$1 pidfile tick
+	tick=$(getconf CLK_TCK)
+	for pidfile in "$KWOK_WORKDIR/clusters/$name"/pids/*.pid; do
+		awk -v c="$(basename "$pidfile" .pid)" -v t="$tick" '{ sub(/^.*\) /, ""); printf "%s %.2f\n", c, ($12 + $13) / t }' \
+			"/proc/$(cat "$pidfile")/stat"
+	done
+}
+
 down() {
 	local name=$1 bin
 	bin=$(bindir)
@@ -145,17 +178,20 @@ down() {
 	rm -f "$(kubeconfig "$name")"
 }
 
-cmd=${1:-}
+action=${1:-}
 name=${2:-relabel}
-case "$cmd" in
+case "$action" in
 bin) bindir ;;
 up) up "$name" ;;
 down) down "$name" ;;
 kubeconfig) kubeconfig "$name" ;;
 restart-apiserver) restart_apiserver "$name" ;;
+scale) scale "$name" ;;
+controller-metrics) controller_metrics "$name" ;;
+cpu) cpu "$name" ;;
 audit-log) echo "$KWOK_WORKDIR/clusters/$name/logs/audit.log" ;;
 *)
-	echo "usage: $0 bin|up|down|restart-apiserver|kubeconfig|audit-log [NAME]" >&2
+	echo "usage: $0 bin|up|down|restart-apiserver|scale|controller-metrics|cpu|kubeconfig|audit-log [NAME]" >&2
 	exit 2
 	;;
 esac

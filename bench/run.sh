@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark on the local cluster relabel-bench, then one
+# markdown table of all figures on stdout (the scripts' own reports go to
+# stderr).
+#
+#   make bench
+#   BENCH_OUT=bench.md make bench        # also write the table to bench.md
+#   BENCH_NAMESPACES=2 BENCH_DEPLOYMENTS_PER_NS=10 BENCH_ROLLOUTS_PER_NS=2 \
+#     BENCH_MIGRATE_SIZES="1 5" BENCH_LOOP_SIZE=5 make bench   # smoke run
+#
+# It runs bench/audit.sh, bench/migrate.sh and bench/kubectl-loop.sh; their
+# environment variables apply (see each script's header). The kubectl loop is
+# compared with relabel's large-flags run of the same size, when there is one.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source bench/lib.sh
+
+out=${BENCH_OUT:-}
+unset BENCH_OUT
+need_tools
+BENCH_RESULTS=$(mktemp -d "${TMPDIR:-/tmp}/relabel-bench-results.XXXXXX")
+export BENCH_RESULTS
+trap 'rm -rf "$BENCH_RESULTS"' EXIT
+
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+bash bench/audit.sh >&2
+bash bench/migrate.sh >&2
+bash bench/kubectl-loop.sh >&2
+
+# The figures, by key; a key recorded several times keeps every value.
+declare -A r
+while IFS=$'\t' read -r key value; do
+	r[$key]=${r[$key]:+${r[$key]}; }$value
+done <"$BENCH_RESULTS/results.tsv"
+
+get() { echo "${r[$1]:-?}"; }
+per() { awk -v a="$1" -v n="$2" 'BEGIN { printf "%.2f", a / n }'; }
+row() { printf '| %s | %s |\n' "$1" "$2"; }
+
+# Sizes and modes that were measured, from keys migrate.N.MODE.wall.
+mapfile -t sizes < <(printf '%s\n' "${!r[@]}" | sed -n 's/^migrate\.\([0-9]*\)\.default\.wall$/\1/p' | sort -n)
+loop_size=$(printf '%s\n' "${!r[@]}" | sed -n 's/^loop\.\([0-9]*\)\.wall$/\1/p')
+memory_size=$(printf '%s\n' "${!r[@]}" | sed -n 's/^migrate\.\([0-9]*\)\.all\.wall$/\1/p')
+n1=${sizes[0]}
+
+# requests_by_verb prints, per verb, "VERB TOTAL RESOURCE:COUNT ..." for the counted run.
+requests_by_verb() {
+	printf '%s\n' "${!r[@]}" | sed -n "s/^requests\.$memory_size\.//p" | while IFS=. read -r verb resource; do
+		echo "$verb $resource ${r[requests.$memory_size.$verb.$resource]}"
+	done | sort | awk '{ total[$1] += $3; parts[$1] = parts[$1] " " $2 ":" $3 } END { for (v in total) print v, total[v], parts[v] }' | sort
+}
+
+table() {
+	echo "| figure | value |"
+	echo "|---|---|"
+	row date "$started"
+	row machine "$(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (shared machine)"
+	row Kubernetes "$(get kubernetes) (kube-apiserver, kube-controller-manager, kube-scheduler; kwok nodes: $(get nodes))"
+	row relabel "$(git describe --tags --always --dirty 2>/dev/null || echo dev), $(go version | awk '{ print $3 }')"
+	row "audit: \`relabel audit -A -o json\`, $(get audit.objects) objects ($(get audit.deployments) Deployments, $(get audit.rollouts) Rollouts)" \
+		"$(get audit.relabel.wall) s, $(get audit.relabel.rss_mib) MiB (median of $(get audit.runs))"
+	row "audit: \`kubectl get … -A -o json\`" "$(get audit.kubectl.wall) s, $(get audit.kubectl.rss_mib) MiB"
+	row "audit: relabel / kubectl" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.kubectl.wall)"), peak RSS $(ratio "$(get audit.relabel.rss_mib)" "$(get audit.kubectl.rss_mib)")"
+	local n mode wall runs flags ready=""
+	[[ $(get migrate.min_ready_seconds) == 0 ]] || ready=", minReadySeconds $(get migrate.min_ready_seconds)"
+	for mode in default large; do
+		flags="default flags$ready"
+		[[ $mode == large ]] && flags="\`$(get migrate.large_flags)\`$ready"
+		for n in "${sizes[@]}"; do
+			wall=$(get "migrate.$n.$mode.wall") runs=$(get "migrate.$n.$mode.runs")
+			if [[ $runs == *,* ]]; then runs=" (median of $runs)"; else runs=""; fi
+			row "migrate N=$n, $flags" "T = $wall s$runs, T(N)/T($n1) = $(ratio "$wall" "$(get "migrate.$n1.$mode.wall")"), $(per "$wall" "$n") s per object, peak RSS $(mib "$(get "migrate.$n.$mode.rss")") MiB"
+		done
+	done
+	if [[ -n $loop_size ]]; then
+		wall=$(get "loop.$loop_size.wall")
+		row "kubectl loop N=$loop_size (one Deployment after another)" "$wall s, $(per "$wall" "$loop_size") s per object, peak RSS $(mib "$(get "loop.$loop_size.rss")") MiB (one kubectl)"
+		if [[ -n ${r[migrate.$loop_size.large.wall]:-} ]]; then
+			row "kubectl loop / relabel, N=$loop_size" "$(ratio "$wall" "$(get "migrate.$loop_size.default.wall")")× (default flags), $(ratio "$wall" "$(get "migrate.$loop_size.large.wall")")× (large flags)"
+		fi
+	fi
+	if [[ -n $memory_size ]]; then
+		local verb total parts all=0
+		while read -r verb total parts; do
+			row "API requests per object, N=$memory_size, large flags: $verb" "$(per "$total" "$memory_size") ($(for p in $parts; do printf '%s %s, ' "${p%%:*}" "$(per "${p#*:}" "$memory_size")"; done | sed 's/, $//'))"
+			all=$((all + total))
+		done < <(requests_by_verb)
+		row "API requests per object, N=$memory_size, all verbs" "$(per "$all" "$memory_size") ($all requests; the temp-copy minimum is 4 writes to Deployments plus 3 events)"
+		local ns_rss all_rss watched
+		ns_rss=$(get "migrate.$memory_size.large.rss")
+		all_rss=$(get "migrate.$memory_size.all.rss")
+		watched=$(get deployments_in_cluster)
+		row "peak RSS, N=$memory_size, \`-n NS\`, $watched Deployments in the cluster" "$(mib "$ns_rss") MiB"
+		row "peak RSS, N=$memory_size, \`-A -l bench=migrate\`" "$(mib "$all_rss") MiB, $(get "migrate.$memory_size.all.wall") s; $(awk -v a="$all_rss" -v b="$ns_rss" -v w="$watched" 'BEGIN { printf "%.1f", (a - b) / 1024 / (w / 1000) }') MiB more per 1,000 Deployments in the cluster"
+		for mode in default large all; do
+			if [[ -n ${r[kcm.$memory_size.$mode]:-} ]]; then
+				row "kube-controller-manager during N=$memory_size ($mode)" "$(get "kcm.$memory_size.$mode")"
+				row "CPU during N=$memory_size ($mode)" "$(get "cpu.$memory_size.$mode")"
+			fi
+		done
+	fi
+}
+
+table >"$BENCH_RESULTS/table.md"
+cat "$BENCH_RESULTS/table.md"
+[[ -z $out ]] || cp "$BENCH_RESULTS/table.md" "$out"
