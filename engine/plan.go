@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -102,14 +103,23 @@ var ErrStrategyRefused = errors.New("strategy refused")
 // ErrBadRule marks kind facts that do not fit the cluster's objects.
 var ErrBadRule = errors.New("the kind's rule does not fit the object")
 
-// chooseStrategy picks how to migrate obj and says why.
+// chooseStrategy picks how to migrate obj and says why. The kind's guards
+// and host ports rule out a copy; an explicit strategy that cannot work is
+// refused rather than bent.
 func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules.Strategy, maxSurgePods int64) (rules.Strategy, string, error) {
-	hostPorts := kind.HostPortsBlockCopy && len(workload.HostPorts(obj, kind)) > 0
+	ref := obj.GetNamespace() + "/" + obj.GetName()
+	noCopy := kind.Eligible(obj).NoCopyReasons
+	if ports := workload.HostPorts(obj, kind); kind.HostPortsBlockCopy && len(ports) > 0 {
+		noCopy = append(noCopy, fmt.Sprintf("its pods use host ports %v: a copy could never be scheduled next to it", ports))
+	}
 	switch asked {
 	case rules.TempCopy:
-		if hostPorts {
-			return "", "", fmt.Errorf("%w: %s %s/%s uses host ports %v; a copy could never be scheduled next to it: use --strategy adopt or auto",
-				ErrStrategyRefused, kind.Kind, obj.GetNamespace(), obj.GetName(), workload.HostPorts(obj, kind))
+		if len(noCopy) > 0 {
+			alternative := "use --strategy adopt or auto"
+			if !kind.CanAdopt() {
+				alternative = "the kind has no adopt rule either"
+			}
+			return "", "", fmt.Errorf("%w: temp-copy of %s %s: %s; %s", ErrStrategyRefused, kind.Kind, ref, strings.Join(noCopy, "; "), alternative)
 		}
 		return rules.TempCopy, "asked", nil
 	case rules.Adopt:
@@ -120,8 +130,10 @@ func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules
 	}
 	replicas, found, _ := unstructured.NestedInt64(obj.Object, "spec", "replicas")
 	switch {
-	case hostPorts && kind.CanAdopt():
-		return rules.Adopt, "its pods use host ports", nil
+	case len(noCopy) > 0 && kind.CanAdopt():
+		return rules.Adopt, "no copy: " + noCopy[0], nil
+	case len(noCopy) > 0:
+		return "", "", fmt.Errorf("%w: %s %s cannot be copied (%s) and the kind has no adopt rule", ErrStrategyRefused, kind.Kind, ref, strings.Join(noCopy, "; "))
 	case maxSurgePods > 0 && found && replicas > maxSurgePods && kind.CanAdopt():
 		return rules.Adopt, fmt.Sprintf("a copy would add %d pods, over --max-surge-pods %d", replicas, maxSurgePods), nil
 	case kind.Strategy == rules.Adopt && kind.CanAdopt():
@@ -239,6 +251,10 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 		it.Action, it.Reason = ActionSkip, "in kube-system; name the namespace to include it"
 	case obj.GetDeletionTimestamp() != nil:
 		it.Action, it.Reason = ActionSkip, "being deleted"
+	case kind.Eligible(obj).SkipReason != "":
+		it.Action, it.Reason = ActionSkip, kind.Eligible(obj).SkipReason
+	case !kind.CanJudge():
+		return it, fmt.Errorf("%w: %s %s/%s: %s", ErrStrategyRefused, kind.Kind, obj.GetNamespace(), obj.GetName(), rules.ReadinessHelp(kind))
 	default:
 		it.Action = ActionMigrate
 		strategy, why, err := chooseStrategy(kind, obj, asked, opts.MaxSurgePods)

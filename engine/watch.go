@@ -167,11 +167,21 @@ func (wt *watcher) notify(obj interface{}) {
 	wt.mu.Unlock()
 }
 
-// isWaitTimeout tells a wait that ran out of time from other failures.
+// isWaitTimeout tells a wait that gave up (it ran out of time, or the
+// object cannot become ready) from other failures.
 func isWaitTimeout(err error) bool {
 	var timeout errWaitTimeout
-	return errors.As(err, &timeout)
+	var stuck errStuck
+	return errors.As(err, &timeout) || errors.As(err, &stuck)
 }
+
+// errStuck marks an object that will not become ready by waiting: its
+// readiness rule says it failed, or cannot be judged.
+type errStuck struct {
+	name, reason string
+}
+
+func (e errStuck) Error() string { return e.name + " cannot become ready: " + e.reason }
 
 // errWaitTimeout marks a wait that ran out of time.
 type errWaitTimeout struct {
@@ -261,7 +271,14 @@ func readyCond(kind rules.Kind, uid string) func(*unstructured.Unstructured) (bo
 		if uid != "" && string(obj.GetUID()) != uid {
 			return false, "another object of that name", nil
 		}
-		return kind.Ready(obj)
+		v, err := kind.Judge(obj)
+		switch {
+		case err != nil:
+			return false, "", errStuck{name: obj.GetName(), reason: "judging its readiness: " + err.Error()}
+		case v.Failed:
+			return false, "", errStuck{name: obj.GetName(), reason: v.Reason}
+		}
+		return v.Ready, v.Reason, nil
 	}
 }
 

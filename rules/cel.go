@@ -94,7 +94,10 @@ func readinessProgram(expr string) (cel.Program, error) {
 }
 
 // usesCEL says whether the kind's readiness is a CEL expression.
-func (k Kind) usesCEL() bool { return k.Readiness != "" && k.Readiness != ReadinessKstatus }
+func (k Kind) usesCEL() bool {
+	_, builtin := builtinReadiness[k.Readiness]
+	return k.Readiness != "" && !builtin
+}
 
 // readyCEL evaluates the kind's readiness expression with `self` bound to
 // obj. A field the expression reads but obj lacks (no status yet) means not

@@ -75,14 +75,14 @@ func TestReadyCEL(t *testing.T) {
 			wantMessage: `readiness "` + replicasReady + `" is false`},
 		{name: "generation not observed", readiness: replicasReady, obj: fixture(set(int64(3), "spec", "replicas"), set(int64(3), "status", "readyReplicas"),
 			set(int64(2), "metadata", "generation"), set(int64(1), "status", "observedGeneration")),
-			wantMessage: "is false"},
+			wantMessage: "not observed generation 2"},
 		{name: "numbers decoded as floats", readiness: replicasReady, obj: fixture(set(float64(3), "spec", "replicas"), set(int64(3), "status", "readyReplicas"),
 			set(float64(2), "metadata", "generation"), set(int64(2), "status", "observedGeneration")), wantReady: true},
 		{name: "no status yet", readiness: replicasReady, obj: fixture(remove("status")), wantMessage: "no such key: status"},
 		{name: "no such list element", readiness: "self.status.conditions[0].status == 'True'", obj: fixture(set([]interface{}{}, "status", "conditions")),
 			wantMessage: "index out of bounds"},
 		{name: "condition", readiness: "self.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')",
-			obj: fixture(set([]interface{}{condition("Ready", "True", "", "")}, "status", "conditions")), wantReady: true},
+			obj: fixture(set([]interface{}{cond("Ready", "True", "", "")}, "status", "conditions")), wantReady: true},
 		{name: "optional field", readiness: "self.?status.?paused.orValue(false) == false", obj: fixture(remove("status")), wantReady: true},
 		{name: "kstatus is not consulted", readiness: "false", obj: fixture(), wantMessage: `readiness "false" is false`},
 		{name: "int result", readiness: "self.spec.replicas", obj: fixture(set(int64(3), "spec", "replicas")),
@@ -116,17 +116,14 @@ func TestReadyCEL(t *testing.T) {
 	}
 }
 
-func TestReadyKstatusByDefault(t *testing.T) {
-	obj := testutil.Unstructured(t, "testdata/objects/deployment.yaml", remove("status"))
-	for _, readiness := range []string{"", ReadinessKstatus} {
-		t.Run(fmt.Sprintf("readiness %q", readiness), func(t *testing.T) {
-			k, _ := Builtin(schema.GroupKind{Group: "apps", Kind: "Deployment"})
-			k.Readiness = readiness
-			ready, msg, err := k.Ready(obj)
-			if err != nil || ready || strings.Contains(msg, "readiness") {
-				t.Errorf("Ready = %v, %q, %v; want kstatus's not ready", ready, msg, err)
-			}
-		})
+// A kind without a readiness rule is never judged ready: Judge says how to give one.
+func TestReadyWithoutRule(t *testing.T) {
+	obj := testutil.Unstructured(t, "testdata/objects/deployment.yaml")
+	k, _ := Builtin(schema.GroupKind{Group: "apps", Kind: "Deployment"})
+	k.Readiness = ""
+	ready, _, err := k.Ready(obj)
+	if ready || err == nil || !strings.Contains(err.Error(), "readiness:") {
+		t.Errorf("Ready = %v, %v; want an error showing a readiness rule", ready, err)
 	}
 }
 

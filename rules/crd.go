@@ -43,10 +43,17 @@ func FromCRD(crd *unstructured.Unstructured, version string) (Kind, string, erro
 	if !hasTemplateLabels(spec["template"]) {
 		return Kind{}, "no pod template at spec.template", nil
 	}
+	// Without a status in its schema nothing can say the kind is ready:
+	// it needs a readiness rule before relabel migrates it.
+	readiness := ""
+	if _, found, _ := unstructured.NestedMap(schema, "properties", "status"); found {
+		readiness = ReadinessKstatus
+	}
 	return Kind{
 		Group: group, Version: version, Kind: kind, Resource: plural, Namespaced: scope == "Namespaced",
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
-		Strategy: TempCopy, MaxNameLength: 63, Readiness: ReadinessKstatus, Source: SourceCRD,
+		Strategy: TempCopy, MaxNameLength: 63, Readiness: readiness, Source: SourceCRD,
+		Guards: []Guard{volumeClaimTemplates},
 	}, "", nil
 }
 

@@ -15,6 +15,7 @@ func TestFromCRDFiles(t *testing.T) {
 		Group: "demo.relabel.dev", Version: "v1alpha1", Kind: "Rollout", Resource: "rollouts", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
 		Strategy: TempCopy, MaxNameLength: 63, Readiness: ReadinessKstatus, Source: SourceCRD,
+		Guards: []Guard{volumeClaimTemplates},
 	}
 	tests := []struct {
 		name       string
@@ -97,7 +98,9 @@ func TestFromCRD(t *testing.T) {
 		version        string
 		wantReason     string
 		wantNamespaced bool
-		wantErr        string
+		// wantReadiness: kstatus when the schema has a status, else none.
+		wantReadiness string
+		wantErr       string
 	}{
 		{name: "full pod template", crd: crd("Namespaced", props("selector", labelSelector, "template", podTemplate)), wantNamespaced: true},
 		{name: "template preserves unknown fields", wantNamespaced: true,
@@ -112,6 +115,11 @@ func TestFromCRD(t *testing.T) {
 			crd: crd("Namespaced", props("selector", props("matchLabels", stringMapSchema), "template", podTemplate))},
 		{name: "cluster-scoped", wantNamespaced: false,
 			crd: crd("Cluster", props("selector", labelSelector, "template", podTemplate))},
+		{name: "with a status", wantNamespaced: true, wantReadiness: ReadinessKstatus,
+			crd: crd("Namespaced", props("selector", labelSelector, "template", podTemplate), func(o obj) {
+				schema := o["spec"].(obj)["versions"].([]interface{})[0].(obj)["schema"].(obj)["openAPIV3Schema"].(obj)
+				schema["properties"].(obj)["status"] = obj{"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+			})},
 
 		{name: "missing version", version: "v2", wantReason: "no schema for version v2",
 			crd: crd("Namespaced", props("selector", labelSelector, "template", podTemplate))},
@@ -175,7 +183,8 @@ func TestFromCRD(t *testing.T) {
 			want := Kind{
 				Group: "demo.relabel.dev", Version: version, Kind: "Thing", Resource: "things", Namespaced: tc.wantNamespaced,
 				SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
-				Strategy: TempCopy, MaxNameLength: 63, Readiness: ReadinessKstatus, Source: SourceCRD,
+				Strategy: TempCopy, MaxNameLength: 63, Readiness: tc.wantReadiness, Source: SourceCRD,
+				Guards: []Guard{volumeClaimTemplates},
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("FromCRD = %+v\nwant %+v", got, want)

@@ -353,7 +353,12 @@ func (p *parser) checkKind(path string, k *Kind) bool {
 	}
 	if k.usesCEL() {
 		if err := CompileReadiness(k.Readiness); err != nil {
-			p.add(path+".readiness", "%v", err)
+			p.add(path+".readiness", "%v (built-in rules: %s)", err, strings.Join(ReadinessNames(), ", "))
+		}
+	}
+	for i, g := range k.Guards {
+		if err := g.validate(); err != nil {
+			p.add(fmt.Sprintf("%s.guards[%d]", path, i), "%v", err)
 		}
 	}
 	for i, o := range k.Owned {

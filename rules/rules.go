@@ -48,9 +48,10 @@ type Kind struct {
 	// MaxNameLength bounds generated names; it is tighter than the API's
 	// limit where the kind derives label values from its name.
 	MaxNameLength int `json:"maxNameLength"`
-	// Readiness says how "ready" is judged: kstatus when empty or
-	// "kstatus", else a CEL expression over `self`, the object, that returns
-	// a bool.
+	// Readiness says how "ready" is judged: one of the built-in rules
+	// (ReadinessNames: "kstatus" is the generic one), else a CEL expression
+	// over `self`, the object, that returns a bool. Empty: relabel cannot
+	// judge the kind, and does not migrate it.
 	Readiness string `json:"readiness,omitempty"`
 	// Source says where the facts came from: builtin, crd or a rules file.
 	Source string `json:"source"`
@@ -60,6 +61,8 @@ type Kind struct {
 	// Owned lists what the kind's controller owns, for the adopt strategy;
 	// a kind without it can only be migrated with a temporary copy.
 	Owned []Owned `json:"owned,omitempty"`
+	// Guards are facts about an object that make a strategy unsafe for it.
+	Guards []Guard `json:"guards,omitempty"`
 }
 
 // Owned is a resource a workload's controller owns, and what the adopt
@@ -146,27 +149,84 @@ const (
 	StandardTemplateLabelsPath Path = "spec.template.metadata.labels"
 )
 
+// Guards shared by several kinds.
+var (
+	volumeClaimTemplates = Guard{Path: "spec.volumeClaimTemplates", Effect: NoCopy,
+		Reason: "it has volumeClaimTemplates: a copy would run on new, empty volumes"}
+	hostNetwork = Guard{Path: "spec.template.spec.hostNetwork", Effect: NoCopy,
+		Reason: "its pods use the host network: a copy's pods would need the same ports on the same nodes"}
+	recreateStrategy = Guard{Path: "spec.strategy.type", Value: "Recreate", Effect: NoCopy,
+		Reason: "strategy Recreate forbids two instances at once, which a copy is; adopt replaces its pods all at once, as each of its rollouts does"}
+	pausedDeployment = Guard{Path: "spec.paused", Effect: Skip,
+		Reason: "paused: its controller creates no pods for a copy or a recreated object; resume it (kubectl rollout resume) and rerun"}
+)
+
+var (
+	replicaSets = Owned{Group: "apps", Version: "v1", Resource: "replicasets", Action: Relabel}
+	// Pods owned through the ReplicaSets, as with Deployments and Rollouts.
+	indirectPods = Owned{Version: "v1", Resource: "pods", Action: Relabel, Indirect: true}
+)
+
 var builtin = map[schema.GroupKind]Kind{
 	{Group: "apps", Kind: "Deployment"}: {
 		Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
-		Strategy: TempCopy, MaxNameLength: 253, Readiness: ReadinessKstatus, Source: SourceBuiltin,
+		Strategy: TempCopy, MaxNameLength: 253, Readiness: ReadinessDeployment, Source: SourceBuiltin,
 		// The recreated Deployment adopts the old ReplicaSet by its labels and rolls it down.
-		Owned: []Owned{{Group: "apps", Version: "v1", Resource: "replicasets", Action: Relabel}, {Version: "v1", Resource: "pods", Action: Relabel, Indirect: true}},
+		Owned:  []Owned{replicaSets, indirectPods},
+		Guards: []Guard{pausedDeployment, recreateStrategy},
 	},
 	// The controller-revision-hash label is "<name>-<hash>" and must fit 63
 	// characters. A copy would get new pods and new, empty volumes: adopt.
 	{Group: "apps", Kind: "StatefulSet"}: {
 		Group: "apps", Version: "v1", Kind: "StatefulSet", Resource: "statefulsets", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
-		Strategy: Adopt, MaxNameLength: 52, Readiness: ReadinessKstatus, Source: SourceBuiltin,
-		Owned: []Owned{pods, controllerRevisions},
+		Strategy: Adopt, MaxNameLength: 52, Readiness: ReadinessStatefulSet, Source: SourceBuiltin,
+		Owned: []Owned{pods, controllerRevisions}, Guards: []Guard{volumeClaimTemplates},
 	},
 	{Group: "apps", Kind: "DaemonSet"}: {
 		Group: "apps", Version: "v1", Kind: "DaemonSet", Resource: "daemonsets", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
-		Strategy: Adopt, MaxNameLength: 63, Readiness: ReadinessKstatus, Source: SourceBuiltin,
-		HostPortsBlockCopy: true, Owned: []Owned{pods, controllerRevisions},
+		Strategy: Adopt, MaxNameLength: 63, Readiness: ReadinessDaemonSet, Source: SourceBuiltin,
+		HostPortsBlockCopy: true, Owned: []Owned{pods, controllerRevisions}, Guards: []Guard{hostNetwork},
+	},
+	// Argo Rollouts makes the selector immutable by CEL since v1.9. Its
+	// ReplicaSets are named "<name>-<hash>" like a Deployment's.
+	{Group: "argoproj.io", Kind: "Rollout"}: {
+		Group: "argoproj.io", Version: "v1alpha1", Kind: "Rollout", Resource: "rollouts", Namespaced: true,
+		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
+		Strategy: TempCopy, MaxNameLength: 253, Readiness: ReadinessArgoRollout, Source: SourceBuiltin,
+		Owned: []Owned{replicaSets, indirectPods},
+		Guards: []Guard{
+			{Path: "spec.paused", Effect: Skip, Reason: "paused: Argo Rollouts does not roll out a paused Rollout; resume it and rerun"},
+			{Path: "spec.workloadRef", Effect: Skip, Reason: "its pod template lives in the referenced workload; migrate that one"},
+			// The controller rewrites these Services' selectors: a copy would take them over.
+			{Path: "spec.strategy.blueGreen", Effect: NoCopy, Reason: "blue-green: a copy would switch the active Service to its own pods"},
+			{Path: "spec.strategy.canary.trafficRouting", Effect: NoCopy, Reason: "canary with traffic routing: a copy would rewrite the routes"},
+			{Path: "spec.strategy.canary.stableService", Effect: NoCopy, Reason: "canary with a stable Service: a copy would rewrite its selector"},
+		},
+	},
+	// OpenKruise's CloneSet owns its pods (and PVCs) directly.
+	{Group: "apps.kruise.io", Kind: "CloneSet"}: {
+		Group: "apps.kruise.io", Version: "v1alpha1", Kind: "CloneSet", Resource: "clonesets", Namespaced: true,
+		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
+		Strategy: TempCopy, MaxNameLength: 63, Readiness: ReadinessKruiseCloneSet, Source: SourceBuiltin,
+		Owned: []Owned{pods, controllerRevisions}, Guards: []Guard{volumeClaimTemplates},
+	},
+	// OpenKruise's Advanced StatefulSet: stateful, never copied.
+	{Group: "apps.kruise.io", Kind: "StatefulSet"}: {
+		Group: "apps.kruise.io", Version: "v1beta1", Kind: "StatefulSet", Resource: "statefulsets", Namespaced: true,
+		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
+		Strategy: Adopt, MaxNameLength: 52, Readiness: ReadinessKruiseStatefulSet, Source: SourceBuiltin,
+		Owned:  []Owned{pods, controllerRevisions},
+		Guards: []Guard{{Effect: NoCopy, Reason: "an Advanced StatefulSet's pods keep their names and volumes; a copy's would not"}},
+	},
+	// OpenKruise's Advanced DaemonSet.
+	{Group: "apps.kruise.io", Kind: "DaemonSet"}: {
+		Group: "apps.kruise.io", Version: "v1alpha1", Kind: "DaemonSet", Resource: "daemonsets", Namespaced: true,
+		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
+		Strategy: Adopt, MaxNameLength: 63, Readiness: ReadinessKruiseDaemonSet, Source: SourceBuiltin,
+		HostPortsBlockCopy: true, Owned: []Owned{pods, controllerRevisions}, Guards: []Guard{hostNetwork},
 	},
 }
 
@@ -230,7 +290,12 @@ func (k Kind) Validate() error {
 	}
 	if k.usesCEL() {
 		if err := CompileReadiness(k.Readiness); err != nil {
-			problems = append(problems, fmt.Sprintf("readiness %q is neither %s nor a CEL expression: %v", k.Readiness, ReadinessKstatus, err))
+			problems = append(problems, fmt.Sprintf("readiness %q is neither a built-in rule (%s) nor a CEL expression: %v", k.Readiness, strings.Join(ReadinessNames(), ", "), err))
+		}
+	}
+	for i, g := range k.Guards {
+		if err := g.validate(); err != nil {
+			problems = append(problems, fmt.Sprintf("guards[%d]: %v", i, err))
 		}
 	}
 	if len(problems) > 0 {

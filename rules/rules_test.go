@@ -56,7 +56,7 @@ func TestBuiltin(t *testing.T) {
 			if !k.CanAdopt() {
 				t.Errorf("%s has no adopt rule", tc.gk)
 			}
-			if k.Strategy != tc.strategy || k.Readiness != ReadinessKstatus || k.Source != SourceBuiltin {
+			if k.Strategy != tc.strategy || k.Readiness != strings.ToLower(k.Kind) || k.Source != SourceBuiltin {
 				t.Errorf("strategy %s readiness %s source %s", k.Strategy, k.Readiness, k.Source)
 			}
 			if got := k.GVRString(); got != tc.gvr {
