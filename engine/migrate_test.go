@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func deployment(name string, replicas int64) *unstructured.Unstructured {
 func markReady(obj *unstructured.Unstructured) {
 	replicas, _, _ := unstructured.NestedInt64(obj.Object, "spec", "replicas")
 	_ = unstructured.SetNestedMap(obj.Object, map[string]interface{}{
-		"replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+		"observedGeneration": obj.GetGeneration(), "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
 		"conditions": []interface{}{
 			map[string]interface{}{"type": "Available", "status": "True"},
 			map[string]interface{}{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
@@ -237,3 +238,37 @@ func TestMigrateInterruptedKeepsOriginal(t *testing.T) {
 }
 
 func typesUID(s string) types.UID { return types.UID(s) }
+
+// A copy whose pods are refused (a quota, say) is rolled back as soon as its
+// controller says so, not when --timeout runs out; the original stays.
+func TestMigrateRollsBackACopyThatCannotProgress(t *testing.T) {
+	original := deployment("web", 2)
+	client := newFakeCluster(t, true, original)
+	client.PrependReactor("create", "deployments", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		obj := action.(k8stesting.CreateAction).GetObject().(*unstructured.Unstructured)
+		_ = unstructured.SetNestedMap(obj.Object, map[string]interface{}{
+			"observedGeneration": int64(0), "replicas": int64(0),
+			"conditions": []interface{}{map[string]interface{}{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+				"message": `pods "web-temp-1" is forbidden: exceeded quota: pods`}},
+		}, "status")
+		return false, nil, nil
+	})
+	m := newTestMigrator(t, client)
+	m.Timeout = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	results, err := m.Run(ctx, []Item{migrateItem("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Outcome != Failed || !strings.Contains(results[0].Message, "exceeded quota") ||
+		!strings.Contains(results[0].Message, "rolled back") {
+		t.Fatalf("results %+v, want failed and rolled back with the quota message", results)
+	}
+	if countActions(client, "delete", "web") != 0 {
+		t.Error("the original was deleted")
+	}
+	if _, err := client.Tracker().Get(deploymentKind.GVR(), "shop", "web-temp"); !apierrors.IsNotFound(err) {
+		t.Errorf("the copy is left: %v", err)
+	}
+}
