@@ -50,6 +50,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, cli.ErrFindings):
 		return exitFindings
+	case errors.Is(err, cli.ErrNotReady):
+		return exitError
 	default:
 		return exitError
 	}

@@ -72,6 +72,7 @@ func NewApp(program string, build BuildInfo, stdin io.Reader, stdout, stderr io.
 		Commands: []*cli.Command{
 			auditCommand(),
 			kindsCommand(),
+			readyCommand(),
 			rbacCommand(),
 			restoreCommand(),
 			rulesCommand(),
