@@ -388,38 +388,54 @@ func TestReadyCompletion(t *testing.T) {
 const argoCDFixtures = "../../testdata/argocd"
 
 // knownDisagreements are fixtures on which relabel deliberately differs
-// from Argo CD, by path under testdata/argocd, with why. Only a stricter
-// relabel may be listed (Argo CD Healthy, relabel not ready): a migration
-// that waits too long is safe, one that trusts a copy too early is not.
+// from Argo CD, by path under testdata/argocd. Most make relabel stricter
+// (Argo CD Healthy, relabel not ready): a migration that waits too long is
+// safe, one that trusts a copy too early is not. A looser entry (relabel
+// ready, Argo CD not Healthy) must say why waiting would be wrong: where the
+// object will never progress further by design and serves as its owner asked.
 // An entry that agrees again (the rules changed) is reported in the log.
-var knownDisagreements = map[string]string{
-	// The fixture is trimmed: status.observedGeneration 4 but no
-	// metadata.generation. Without both, nothing says the status describes
-	// the current spec; Argo CD calls an OnDelete DaemonSet healthy anyway.
-	"apps/DaemonSet/testdata/daemonset-ondelete.yaml": "no metadata.generation to compare status.observedGeneration with",
-
+var knownDisagreements = map[string]knownDisagreement{
 	// Argo Rollouts before v1.0 wrote a pod-template hash into
 	// status.observedGeneration ("abc123", "77646c9d4c"); Argo CD's health.lua
 	// recognises the legacy form and judges by replica counts. A hash says
 	// nothing about which generation the controller has seen, so relabel
 	// does not trust the rest of the status.
-	"argoproj.io/Rollout/testdata/healthy_legacy_v0.9_observedGeneration.yaml": "legacy observedGeneration hash: cannot tell whether the controller saw this generation",
-	"argoproj.io/Rollout/testdata/bluegreen/healthy_servingActiveService.yaml": "legacy observedGeneration hash: cannot tell whether the controller saw this generation",
-	"argoproj.io/Rollout/testdata/canary/healthy_executedAllStepsPreV0.8.yaml": "legacy observedGeneration hash: cannot tell whether the controller saw this generation",
-	"argoproj.io/Rollout/testdata/canary/healthy_executedAllSteps.yaml":        "legacy observedGeneration hash: cannot tell whether the controller saw this generation",
-	"argoproj.io/Rollout/testdata/canary/healthy_noSteps.yaml":                 "legacy observedGeneration hash: cannot tell whether the controller saw this generation",
-	"argoproj.io/Rollout/testdata/canary/healthy_emptyStepsList.yaml":          "legacy observedGeneration hash: cannot tell whether the controller saw this generation",
+	"argoproj.io/Rollout/testdata/healthy_legacy_v0.9_observedGeneration.yaml": {Why: "legacy observedGeneration hash"},
+	"argoproj.io/Rollout/testdata/bluegreen/healthy_servingActiveService.yaml": {Why: "legacy observedGeneration hash"},
+	"argoproj.io/Rollout/testdata/canary/healthy_executedAllStepsPreV0.8.yaml": {Why: "legacy observedGeneration hash"},
+	"argoproj.io/Rollout/testdata/canary/healthy_executedAllSteps.yaml":        {Why: "legacy observedGeneration hash"},
+	"argoproj.io/Rollout/testdata/canary/healthy_noSteps.yaml":                 {Why: "legacy observedGeneration hash"},
+	"argoproj.io/Rollout/testdata/canary/healthy_emptyStepsList.yaml":          {Why: "legacy observedGeneration hash"},
 	// The same legacy hash, all digits ("8575574967"), and no status.phase:
 	// relabel takes readiness from the controller's own phase (Argo Rollouts
 	// v1.0 and later), not from replica counts of a legacy status.
-	"argoproj.io/Rollout/testdata/healthy_legacy_v0.9_observedGeneration_numeric.yaml": "legacy status without status.phase",
+	"argoproj.io/Rollout/testdata/healthy_legacy_v0.9_observedGeneration_numeric.yaml": {Why: "legacy status without status.phase"},
 
-	// These fixtures are trimmed: the status has updatedReadyReplicas but no
-	// readyReplicas or availableReplicas, which OpenKruise always writes.
-	// relabel reads a count that is not there as 0 rather than borrow
-	// another one. (The CloneSet also still has 2 replicas for the 1 wanted.)
-	"apps.kruise.io/CloneSet/testdata/healthy.yaml":    "status has no readyReplicas or availableReplicas",
-	"apps.kruise.io/StatefulSet/testdata/healthy.yaml": "status has no readyReplicas or availableReplicas",
+	// status.replicas 2 for spec.replicas 1: a pod is still to be deleted
+	// (a scale-down in progress). Argo CD's health.lua does not compare them;
+	// relabel waits until only the wanted pods are left.
+	"apps.kruise.io/CloneSet/testdata/healthy.yaml": {Why: "a surplus replica pending deletion"},
+
+	// Looser. A partition keeps that many pods at the old revision on
+	// purpose; Argo CD calls a rollout held there Suspended ("needs manual
+	// intervention"). Every pod is ready and available and the update went
+	// as far as the partition lets it: it will go no further by itself, so
+	// waiting for more would never end. relabel's rule says ready, as
+	// `kubectl rollout status` does for a partitioned StatefulSet.
+	"apps.kruise.io/StatefulSet/testdata/partition_suspended.yaml": {Looser: true, Why: "partitioned update complete"},
+	"apps.kruise.io/DaemonSet/testdata/partition_suspended.yaml":   {Looser: true, Why: "partitioned update complete"},
+	// Looser. desiredNumberScheduled 0, observed by the controller: no node
+	// should run a pod, so there is nothing to wait for. Argo CD's health.lua
+	// reads the missing numberAvailable (OpenKruise omits zero counts) as not
+	// equal to 0 and answers Progressing.
+	"apps.kruise.io/DaemonSet/testdata/no-update-strategy-partition.yaml": {Looser: true, Why: "no node should run a pod"},
+}
+
+// knownDisagreement is why relabel deliberately differs from Argo CD on a fixture.
+type knownDisagreement struct {
+	// Looser: relabel says ready where Argo CD does not.
+	Looser bool
+	Why    string
 }
 
 // argoHealthTests is Argo CD's health_test.yaml. Like Argo CD, it is
@@ -488,7 +504,7 @@ func TestArgoCDFixtures(t *testing.T) {
 				if item.Ready == argoHealthy {
 					agree++
 					if known {
-						stale = append(stale, fmt.Sprintf("%s (agrees now: argocd %s; listed as %q)", fixture, tc.HealthStatus.Status, why))
+						stale = append(stale, fmt.Sprintf("%s (agrees now: argocd %s; listed as %q)", fixture, tc.HealthStatus.Status, why.Why))
 					}
 					continue
 				}
@@ -498,10 +514,14 @@ func TestArgoCDFixtures(t *testing.T) {
 				}
 				line := fmt.Sprintf("%s (argocd %s, relabel %s: %s)", tc.InputPath, tc.HealthStatus.Status, verdict, item.Reason)
 				switch {
-				case known && item.Ready:
-					t.Errorf("%s: relabel is looser than Argo CD, which knownDisagreements may not excuse", line)
+				case known && why.Looser != item.Ready:
+					t.Errorf("%s: knownDisagreements expects relabel to be %s", line, map[bool]string{true: "looser", false: "stricter"}[why.Looser])
+				case known && why.Looser:
+					line += " [known, looser: " + why.Why + "]"
 				case known:
-					line += " [known]"
+					line += " [known, stricter: " + why.Why + "]"
+				case item.Ready:
+					t.Errorf("%s: relabel is looser than Argo CD: fix the rule, or add it to knownDisagreements with why waiting would be wrong", line)
 				default:
 					t.Errorf("%s: add it to knownDisagreements with why, if relabel is deliberately stricter; else fix the rule", line)
 				}
