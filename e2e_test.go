@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
 
 	"relabel.dev/relabel/internal/cli"
 	"relabel.dev/relabel/internal/testcluster"
@@ -104,6 +107,53 @@ func installCRDs(t *testing.T, c *testcluster.Cluster) {
 		}
 		c.CreateCRD(t, data)
 	}
+	startRolloutStatusWriter(t, c)
+}
+
+var rolloutStatusWriter sync.Once
+
+// startRolloutStatusWriter stands in for the controller of the demo Rollout
+// kind: it reports every Rollout's generation observed and its replicas
+// ready, as a controller that keeps up would. relabel never takes a custom
+// resource without such a status for ready; the tests with a real
+// controller (Argo Rollouts) are in e2e_controllers_test.go.
+func startRolloutStatusWriter(t *testing.T, c *testcluster.Cluster) {
+	rolloutStatusWriter.Do(func() {
+		factory := dynamicinformer.NewDynamicSharedInformerFactory(c.Dynamic, 0)
+		informer := factory.ForResource(rollouts).Informer()
+		report := func(obj interface{}) {
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok || u.GetDeletionTimestamp() != nil {
+				return
+			}
+			replicas, found, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+			if !found {
+				replicas = 1
+			}
+			observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+			ready, _, _ := unstructured.NestedInt64(u.Object, "status", "readyReplicas")
+			if observed == u.GetGeneration() && ready == replicas {
+				return
+			}
+			u = u.DeepCopy()
+			_ = unstructured.SetNestedMap(u.Object, map[string]interface{}{
+				"observedGeneration": u.GetGeneration(), "replicas": replicas, "readyReplicas": replicas,
+			}, "status")
+			// A conflict or a deleted object is seen again through the informer.
+			_, _ = c.Dynamic.Resource(rollouts).Namespace(u.GetNamespace()).UpdateStatus(context.Background(), u, metav1.UpdateOptions{})
+		}
+		if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    report,
+			UpdateFunc: func(_, obj interface{}) { report(obj) },
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// The process's lifetime: every test of it may create Rollouts.
+		factory.Start(make(chan struct{}))
+		if !cache.WaitForCacheSync(nil, informer.HasSynced) {
+			t.Fatal("the Rollout status writer's informer did not sync")
+		}
+	})
 }
 
 func get(t *testing.T, c *testcluster.Cluster, gvr schema.GroupVersionResource, ns, name string) *unstructured.Unstructured {

@@ -80,6 +80,10 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 
 func (om objectMigration) orphanAndRecreate(ctx context.Context, original *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
+	// Nothing is touched when the API server would refuse the new object.
+	if err := om.admitRecreated(ctx, original); err != nil {
+		return err
+	}
 	if _, err := om.Backups.Write(kind, original); err != nil {
 		return err
 	}

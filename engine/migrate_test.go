@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync/atomic"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -201,6 +202,9 @@ func TestMigrateRetriesTransientErrors(t *testing.T) {
 func TestMigrateGivesUpOnPermanentErrors(t *testing.T) {
 	client := newFakeCluster(t, false, deployment("web", 1))
 	client.PrependReactor("create", "deployments", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if isDryRun(action) {
+			return false, nil, nil
+		}
 		return true, nil, apierrors.NewForbidden(deploymentKind.GVR().GroupResource(), "web-temp", nil)
 	})
 	m := newTestMigrator(t, client)
@@ -213,6 +217,55 @@ func TestMigrateGivesUpOnPermanentErrors(t *testing.T) {
 	}
 	if n := countActions(client, "create", "web-temp"); n != 1 {
 		t.Errorf("a forbidden create was tried %d times, want 1", n)
+	}
+}
+
+func isDryRun(action k8stesting.Action) bool {
+	create, ok := action.(k8stesting.CreateActionImpl)
+	return ok && len(create.CreateOptions.DryRun) > 0
+}
+
+// Admission is asked, by a server-side dry run, before the first write and
+// again just before the original is deleted; a refusal leaves the original.
+func TestMigrateAsksAdmissionBeforeDeleting(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// refuseFrom is the dry run from which on admission refuses: 1 before
+		// the copy, 2 after the copy became ready.
+		refuseFrom  int32
+		wantCopies  int
+	}{
+		{name: "refused before the copy", refuseFrom: 1, wantCopies: 0},
+		{name: "refused once the copy is ready", refuseFrom: 2, wantCopies: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := newFakeCluster(t, false, deployment("web", 1))
+			var probes atomic.Int32
+			client.PrependReactor("create", "deployments", func(action k8stesting.Action) (bool, runtime.Object, error) {
+				if isDryRun(action) && probes.Add(1) >= tc.refuseFrom {
+					return true, nil, apierrors.NewForbidden(deploymentKind.GVR().GroupResource(), "web",
+						errors.New("ValidatingAdmissionPolicy 'no-stage' denied request"))
+				}
+				return false, nil, nil
+			})
+			m := newTestMigrator(t, client)
+			results, err := m.Run(context.Background(), []Item{migrateItem("web")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if results[0].Outcome != Failed || !strings.Contains(results[0].Message, "no-stage") {
+				t.Errorf("result %+v, want failed with the admission message", results[0])
+			}
+			if n := countActions(client, "create", "web-temp"); n != tc.wantCopies {
+				t.Errorf("%d copies created, want %d", n, tc.wantCopies)
+			}
+			if n := countActions(client, "delete", "web"); n != 0 {
+				t.Errorf("the original was deleted %d times", n)
+			}
+			if _, err := client.Tracker().Get(deploymentKind.GVR(), "shop", "web-temp"); !apierrors.IsNotFound(err) {
+				t.Errorf("the copy is left: %v", err)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
+	"relabel.dev/relabel/rules"
 	workload "relabel.dev/relabel/unstructured"
 )
 
@@ -107,6 +109,10 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 	om.report(it, om.start, StepBackedUp, "")
 
 	if temp == nil {
+		// Refused before the first write, when the API server would refuse it.
+		if err := om.admitRecreated(ctx, original); err != nil {
+			return err
+		}
 		copy, err := workload.TempCopy(original, kind, om.tempName(), om.item.Label)
 		if err != nil {
 			return errorf(it, "building the copy: %w", err)
@@ -130,6 +136,14 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 	}
 	om.report(it, om.start, StepCopyReady, temp.GetName())
 
+	// Admission may have changed while the copy rolled out; once the
+	// original is deleted a refusal would leave only the copy serving.
+	if err := om.admitRecreated(ctx, original); err != nil {
+		if errors.Is(err, errRefused) {
+			return om.rollBack(ctx, temp, err)
+		}
+		return err
+	}
 	deleted, err := om.deleteOriginal(ctx, original, metav1.DeletePropagationBackground)
 	if err != nil || !deleted {
 		return err
@@ -142,6 +156,28 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 		return err
 	}
 	return om.recreate(ctx, temp)
+}
+
+// errRefused marks an object the API server would not accept.
+var errRefused = errors.New("the API server refuses the relabelled object")
+
+// admitRecreated asks the API server, with a dry-run create under the
+// original's own name, whether it would accept the relabelled object: an
+// AlreadyExists answer comes from storage, after validation and every
+// admission check (webhooks, ValidatingAdmissionPolicies, quotas) passed.
+func (om objectMigration) admitRecreated(ctx context.Context, original *unstructured.Unstructured) error {
+	obj, err := workload.Recreated(original, om.item.Kind, om.item.Label)
+	if err != nil {
+		return errorf(om.item, "building the new object: %w", err)
+	}
+	_, err = om.client().Create(ctx, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	switch {
+	case err == nil, apierrors.IsAlreadyExists(err):
+		return nil
+	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return errorf(om.item, "%w (server-side dry run, nothing changed): %w", errRefused, err)
+	}
+	return errorf(om.item, "asking the API server whether it accepts the relabelled object: %w", err)
 }
 
 // deleteOriginal deletes the original as it was backed up. The preconditions
@@ -257,6 +293,9 @@ func (m *Migrator) dryRun(ctx context.Context, it Item) Result {
 		return fail(errorf(it, "building the new object: %w", err))
 	}
 	msg := fmt.Sprintf("would create %s, then replace %s", tempName, it.Name)
+	if it.Strategy == rules.Adopt {
+		msg = fmt.Sprintf("would label the pods of %s, orphan-delete it and recreate it to adopt them (%s)", it.Name, it.Reason)
+	}
 	// Printed diffs are redacted; the API server still checks the real objects.
 	base := workload.Redacted(workload.ForCreate(original), it.Kind)
 	copyDiff, err := manifestDiff(it.Name, tempName+" (copy)", base, workload.Redacted(temp, it.Kind))
@@ -281,5 +320,8 @@ func (m *Migrator) dryRun(ctx context.Context, it Item) Result {
 		msg += "; the API server accepts both"
 	}
 	m.report(it, start, StepDryRun, msg)
+	if it.Strategy == rules.Adopt {
+		copyDiff = ""
+	}
 	return Result{Item: it, Outcome: Skipped, Duration: time.Since(start), Message: "dry run: " + msg, Diff: copyDiff + newDiff}
 }

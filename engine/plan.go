@@ -173,7 +173,7 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 		for _, t := range temps {
 			if i, ok := originals[t.namespace+"/"+t.origin]; ok {
 				// A copy left next to a finished original is cleaned up.
-				if it := &items[i]; it.Action == ActionSkip && it.Reason == reasonLabelled {
+				if it := &items[i]; it.Action == ActionSkip && it.Reason == ReasonLabelled {
 					it.Action, it.Reason = ActionResume, "labelled, its temporary copy is left"
 				}
 				continue
@@ -203,7 +203,7 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 					return nil, err
 				}
 				if i, ok := originals[mk[0]+"/"+mk[1]]; ok {
-					if it := &items[i]; it.Action == ActionSkip && it.Reason == reasonLabelled {
+					if it := &items[i]; it.Action == ActionSkip && it.Reason == ReasonLabelled {
 						it.Action, it.Strategy, it.Label, it.Reason = ActionResume, rules.Adopt, label, "labelled, adoption not finished"
 					}
 					continue
@@ -222,7 +222,8 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 	return items, nil
 }
 
-const reasonLabelled = "already labelled"
+// ReasonLabelled is the reason of objects that need nothing.
+const ReasonLabelled = "already labelled"
 
 func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOptions) (Item, error) {
 	it := Item{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Strategy: kind.Strategy, ManagedBy: managedBy(obj)}
@@ -240,11 +241,18 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 	if err != nil {
 		return it, err
 	}
+	conflicts, err := workload.Conflicts(obj, kind, label)
+	if err != nil {
+		return it, err
+	}
 	switch {
 	case report.Complete():
-		it.Action, it.Reason = ActionSkip, reasonLabelled
+		it.Action, it.Reason = ActionSkip, ReasonLabelled
 	case report.Selector == workload.Different:
 		it.Action, it.Reason, it.Conflict = ActionSkip, fmt.Sprintf("selector has %s with another value", label.Key), true
+	case len(conflicts) > 0:
+		it.Action, it.Conflict = ActionSkip, true
+		it.Reason = strings.Join(conflicts, "; ") + ": relabelling would move its pods out of whatever selects that value (a Service, a NetworkPolicy)"
 	case controllerOf(obj) != "" && !opts.IncludeOwned:
 		it.Action, it.Reason = ActionSkip, "controlled by "+controllerOf(obj)+"; migrate the owner, or pass --include-owned"
 	case obj.GetNamespace() == "kube-system" && !opts.NamespaceGiven:

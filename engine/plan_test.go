@@ -121,3 +121,14 @@ func TestPlanObjectEligibility(t *testing.T) {
 		})
 	}
 }
+
+func TestPlanObjectRefusesTemplateConflicts(t *testing.T) {
+	obj := with(deployment("web", 3), "b", "spec", "template", "metadata", "labels", "team")
+	it, err := planObject(deploymentKind, obj, PlanOptions{Label: workload.Label{Key: "team", Value: "a"}, Strategy: rules.StrategyAuto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Action != ActionSkip || !it.Conflict || !strings.Contains(it.Reason, "team=b") {
+		t.Errorf("got %s conflict=%v (%q), want a conflict naming team=b", it.Action, it.Conflict, it.Reason)
+	}
+}

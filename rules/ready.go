@@ -180,6 +180,9 @@ func observed(obj *unstructured.Unstructured) (bool, string) {
 			}
 		}
 	}
+	if raw, found, _ := unstructured.NestedFieldNoCopy(obj.Object, "status", "observedGeneration"); found {
+		return false, fmt.Sprintf("status.observedGeneration %v is not a generation number: relabel cannot tell whether its controller has seen generation %d", raw, gen)
+	}
 	return false, "its status has no observedGeneration: relabel cannot tell whether its controller has seen this generation"
 }
 

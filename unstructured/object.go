@@ -58,6 +58,27 @@ func Check(obj *unstructured.Unstructured, kind rules.Kind, l Label) (Report, er
 	}, nil
 }
 
+// Conflicts lists the places, other than the selector, where obj already has
+// the key with another value: the pod template's labels and the kind's extra
+// label paths. Overwriting them would silently move pods out of whatever
+// selects the old value (a Service, a NetworkPolicy).
+func Conflicts(obj *unstructured.Unstructured, kind rules.Kind, l Label) ([]string, error) {
+	if l.AnyValue {
+		return nil, nil
+	}
+	var out []string
+	for _, path := range append([]rules.Path{kind.TemplateLabelsPath}, kind.ExtraLabelPaths...) {
+		m, err := stringMap(obj, path)
+		if err != nil {
+			return nil, err
+		}
+		if v, ok := m[l.Key]; ok && v != l.Value {
+			out = append(out, fmt.Sprintf("%s has %s=%s", path, l.Key, v))
+		}
+	}
+	return out, nil
+}
+
 func presence(m map[string]string, l Label) Presence {
 	v, ok := m[l.Key]
 	switch {

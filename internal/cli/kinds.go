@@ -173,7 +173,7 @@ func printKinds(w io.Writer, format string, doc KindsDocument) error {
 // readiness names a kind's readiness rule on one line.
 func readiness(k rules.Kind) string {
 	if k.Readiness == "" {
-		return "kstatus"
+		return "none: give it a rule"
 	}
 	return strings.Join(strings.Fields(k.Readiness), " ")
 }

@@ -400,6 +400,10 @@ func printPlan(w io.Writer, items []engine.Item, backupDir string) {
 	fmt.Fprintf(w, "Plan: %d objects to migrate (%d skipped), backups in %s\n", act, skip, backupDir)
 	for _, it := range items {
 		if it.Action == engine.ActionSkip {
+			// Objects left alone for a reason other than being done are worth a line.
+			if it.Reason != engine.ReasonLabelled && it.Reason != "" {
+				fmt.Fprintf(w, "  %-8s %s %s: %s\n", it.Action, it.Kind.Kind, it.Ref(), it.Reason)
+			}
 			continue
 		}
 		line := fmt.Sprintf("  %-8s %s %s +%s (%s)", it.Action, it.Kind.Kind, it.Ref(), it.Label, it.Strategy)
