@@ -2,9 +2,9 @@ package engine
 
 import (
 	"context"
-	"sync/atomic"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,8 +232,8 @@ func TestMigrateAsksAdmissionBeforeDeleting(t *testing.T) {
 		name string
 		// refuseFrom is the dry run from which on admission refuses: 1 before
 		// the copy, 2 after the copy became ready.
-		refuseFrom  int32
-		wantCopies  int
+		refuseFrom int32
+		wantCopies int
 	}{
 		{name: "refused before the copy", refuseFrom: 1, wantCopies: 0},
 		{name: "refused once the copy is ready", refuseFrom: 2, wantCopies: 1},
