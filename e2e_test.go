@@ -112,11 +112,21 @@ func installCRDs(t *testing.T, c *testcluster.Cluster) {
 
 var rolloutStatusWriter sync.Once
 
+// AnnotationStatusDelay makes the demo Rollout status writer report on an
+// object (and on its copy and recreation, which keep the annotation) only
+// that long after it saw it: a controller that is slow to write status.
+const annotationStatusDelay = "demo.relabel.dev/status-delay"
+
 // startRolloutStatusWriter stands in for the controller of the demo Rollout
 // kind: it reports every Rollout's generation observed and its replicas
 // ready, as a controller that keeps up would. relabel never takes a custom
 // resource without such a status for ready; the tests with a real
 // controller (Argo Rollouts) are in e2e_controllers_test.go.
+var (
+	delayedMu sync.Mutex
+	delayed   = map[string]bool{} // uid/generation whose status is scheduled
+)
+
 func startRolloutStatusWriter(t *testing.T, c *testcluster.Cluster) {
 	rolloutStatusWriter.Do(func() {
 		factory := dynamicinformer.NewDynamicSharedInformerFactory(c.Dynamic, 0)
@@ -135,12 +145,30 @@ func startRolloutStatusWriter(t *testing.T, c *testcluster.Cluster) {
 			if observed == u.GetGeneration() && ready == replicas {
 				return
 			}
-			u = u.DeepCopy()
-			_ = unstructured.SetNestedMap(u.Object, map[string]interface{}{
-				"observedGeneration": u.GetGeneration(), "replicas": replicas, "readyReplicas": replicas,
-			}, "status")
-			// A conflict or a deleted object is seen again through the informer.
-			_, _ = c.Dynamic.Resource(rollouts).Namespace(u.GetNamespace()).UpdateStatus(context.Background(), u, metav1.UpdateOptions{})
+			write := func() {
+				client := c.Dynamic.Resource(rollouts).Namespace(u.GetNamespace())
+				fresh, err := client.Get(context.Background(), u.GetName(), metav1.GetOptions{})
+				if err != nil || fresh.GetUID() != u.GetUID() {
+					return
+				}
+				_ = unstructured.SetNestedMap(fresh.Object, map[string]interface{}{
+					"observedGeneration": fresh.GetGeneration(), "replicas": replicas, "readyReplicas": replicas,
+				}, "status")
+				// A conflict is seen again through the informer.
+				_, _ = client.UpdateStatus(context.Background(), fresh, metav1.UpdateOptions{})
+			}
+			delay, err := time.ParseDuration(u.GetAnnotations()[annotationStatusDelay])
+			if err != nil {
+				write()
+				return
+			}
+			key := fmt.Sprintf("%s/%d", u.GetUID(), u.GetGeneration())
+			delayedMu.Lock()
+			defer delayedMu.Unlock()
+			if !delayed[key] {
+				delayed[key] = true
+				time.AfterFunc(delay, write)
+			}
 		}
 		if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    report,

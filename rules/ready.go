@@ -374,6 +374,11 @@ func statefulSetHealth(obj *unstructured.Unstructured) Verdict {
 		}
 		return ready("partitioned roll out complete: %d/%d replicas ready", want, want)
 	}
+	// A recreated StatefulSet starts with currentRevision = updateRevision
+	// while its adopted pods still run the old revision: count them.
+	if n := count(obj, "updatedReplicas"); n < want {
+		return notReady("Updated: %d/%d", n, want)
+	}
 	if rev := str(obj, "status", "updateRevision"); rev != "" && rev != str(obj, "status", "currentRevision") {
 		return notReady("revision %s is being rolled out", rev)
 	}

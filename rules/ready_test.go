@@ -71,6 +71,7 @@ func TestReady(t *testing.T) {
 		{name: "statefulset rolled out", obj: fixture("statefulset"), want: true},
 		{name: "statefulset readyReplicas short", obj: fixture("statefulset", set(int64(1), "status", "readyReplicas")), wantMessage: "Ready: 1/2"},
 		{name: "statefulset revision being rolled out", obj: fixture("statefulset", set("db-6c7d8e9f0", "status", "updateRevision")), wantMessage: "revision"},
+		{name: "statefulset recreated over old pods", obj: fixture("statefulset", set(int64(1), "status", "updatedReplicas")), wantMessage: "Updated: 1/2"},
 		{name: "statefulset observedGeneration behind", obj: fixture("statefulset", set(int64(1), "status", "observedGeneration")), wantMessage: "generation"},
 		{name: "statefulset OnDelete judged by ready counts", obj: fixture("statefulset", set("OnDelete", "spec", "updateStrategy", "type"),
 			set("db-6c7d8e9f0", "status", "updateRevision")), want: true},
