@@ -73,6 +73,14 @@ func (om objectMigration) run(ctx context.Context) error {
 				return err
 			}
 
+		case original.GetDeletionTimestamp() != nil && temp != nil && !isComplete(original, om):
+			// Deleted by a run that stopped while a finalizer held it: the
+			// copy serves; once the original is gone the next pass recreates it.
+			ctx := context.WithoutCancel(ctx)
+			if err := om.watch.waitFor(ctx, it.Kind, it.Namespace, it.Name, "the original to be gone", 0, goneCond(string(original.GetUID()))); err != nil {
+				return err
+			}
+
 		case isComplete(original, om):
 			if temp == nil {
 				return nil

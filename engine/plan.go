@@ -172,9 +172,18 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 		// delete: the original must come back.
 		for _, t := range temps {
 			if i, ok := originals[t.namespace+"/"+t.origin]; ok {
+				switch it := &items[i]; {
 				// A copy left next to a finished original is cleaned up.
-				if it := &items[i]; it.Action == ActionSkip && it.Reason == ReasonLabelled {
+				case it.Action == ActionSkip && it.Reason == ReasonLabelled:
 					it.Action, it.Reason = ActionResume, "labelled, its temporary copy is left"
+				// An interrupted run deleted it and a finalizer holds it: it must come back.
+				case it.Action == ActionSkip && it.Reason == reasonDeleting && t.label != "":
+					label, err := workload.ParseLabel(t.label, false)
+					if err != nil {
+						return nil, fmt.Errorf("the copy of %s/%s records an unusable label %q: %w", t.namespace, t.origin, t.label, err)
+					}
+					it.Action, it.Strategy, it.Label = ActionResume, rules.TempCopy, label
+					it.Reason = "being deleted, its temporary copy serves; recreated once it is gone"
 				}
 				continue
 			}
@@ -222,6 +231,8 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 	return items, nil
 }
 
+const reasonDeleting = "being deleted"
+
 // ReasonLabelled is the reason of objects that need nothing.
 const ReasonLabelled = "already labelled"
 
@@ -258,7 +269,7 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 	case obj.GetNamespace() == "kube-system" && !opts.NamespaceGiven:
 		it.Action, it.Reason = ActionSkip, "in kube-system; name the namespace to include it"
 	case obj.GetDeletionTimestamp() != nil:
-		it.Action, it.Reason = ActionSkip, "being deleted"
+		it.Action, it.Reason = ActionSkip, reasonDeleting
 	case kind.Eligible(obj).SkipReason != "":
 		it.Action, it.Reason = ActionSkip, kind.Eligible(obj).SkipReason
 	case !kind.CanJudge():

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"relabel.dev/relabel/engine"
+	"relabel.dev/relabel/internal/testcluster"
+)
+
+// TestCrashWhileOriginalTerminating kills relabel from outside while a
+// finalizer holds the deleted original. The rerun must not take the
+// terminating original for "nothing to do": it waits, and once the finalizer
+// is removed the original comes back labelled and the copy goes.
+func TestCrashWhileOriginalTerminating(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	c.ApplyYAML(t, ns, []byte(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: held, labels: {app: held}, finalizers: [example.com/hold]}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: held}}
+  template:
+    metadata: {labels: {app: held}}
+    spec: {containers: [{name: c, image: example.com/c:1}]}
+`))
+	waitRolledOut(t, c, ns)
+	clearFinalizers := func() {
+		patch := []byte(`{"metadata":{"finalizers":null}}`)
+		if _, err := c.Dynamic.Resource(deployments).Namespace(ns).Patch(context.Background(), "held", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !isNotFound(err) {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(clearFinalizers) // the recreated object has it too
+	before := get(t, c, deployments, ns, "held")
+	backups := t.TempDir()
+	args := []string{"--kubeconfig", c.Kubeconfig, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", backups}
+
+	first := exec.Command(relabelBin, args...)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, time.Minute, "the original to be terminating", func(ctx context.Context) (bool, error) {
+		obj, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "held", metav1.GetOptions{})
+		return err == nil && obj.GetDeletionTimestamp() != nil, err
+	})
+	_ = first.Process.Kill()
+	_ = first.Wait()
+
+	rerun := exec.Command(relabelBin, args...)
+	var stderr bytes.Buffer
+	rerun.Stderr = &stderr
+	if err := rerun.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- rerun.Wait() }()
+	defer func() { _ = rerun.Process.Kill() }()
+	// The rerun holds the namespace's Lease once it has planned; while the
+	// finalizer holds the original it must keep waiting, not end.
+	holder := fmt.Sprintf("/%d/", rerun.Process.Pid)
+	testcluster.Eventually(t, time.Minute, "the rerun to take the Lease", func(ctx context.Context) (bool, error) {
+		lease, err := c.Kube.CoordinationV1().Leases(ns).Get(ctx, engine.LockName, metav1.GetOptions{})
+		if isNotFound(err) {
+			return false, nil
+		}
+		return err == nil && lease.Spec.HolderIdentity != nil && strings.Contains(*lease.Spec.HolderIdentity, holder), err
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the rerun ended while the original was terminating: %v\n%s", err, stderr.String())
+	default:
+	}
+	if obj := get(t, c, deployments, ns, "held"); obj.GetUID() != before.GetUID() || obj.GetDeletionTimestamp() == nil {
+		t.Fatal("the original is no longer the terminating one")
+	}
+	clearFinalizers()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("rerun: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		_ = rerun.Process.Kill()
+		<-done
+		t.Fatalf("the rerun did not finish after the finalizer was removed\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "resume   Deployment "+ns+"/held") {
+		t.Errorf("the rerun did not resume the terminating original:\n%s", stderr.String())
+	}
+	after := get(t, c, deployments, ns, "held")
+	if after.GetUID() == before.GetUID() {
+		t.Errorf("the original was not recreated")
+	}
+	assertLabelled(t, after, "stage", "production")
+	testcluster.Eventually(t, 30*time.Second, "the copy to be gone", func(ctx context.Context) (bool, error) {
+		_, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "held-temp", metav1.GetOptions{})
+		return isNotFound(err), nil
+	})
+}
