@@ -267,6 +267,9 @@ func TempCopy(original *unstructured.Unstructured, kind rules.Kind, name string,
 	ann[OriginUIDAnnotation] = uid
 	ann[TargetAnnotation] = target.String()
 	temp.SetAnnotations(ann)
+	if err := untrack(temp); err != nil {
+		return nil, err
+	}
 	return temp, nil
 }
 
@@ -330,5 +333,8 @@ func OriginalFromCopy(temp *unstructured.Unstructured, kind rules.Kind) (*unstru
 		delete(ann, a)
 	}
 	out.SetAnnotations(ann)
+	if err := retrack(out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }

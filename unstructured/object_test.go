@@ -392,12 +392,21 @@ func TestTempCopy(t *testing.T) {
 			if got, want := templateLabels(t, temp), with(templateLabels(t, original), TempLabelKey, uid); !maps.Equal(got, want) {
 				t.Errorf("template labels = %v, want %v", got, want)
 			}
-			if got, want := temp.GetLabels(), with(original.GetLabels(), TempLabelKey, uid); !maps.Equal(got, want) {
-				t.Errorf("labels = %v, want %v", got, want)
+			wantLabels := with(original.GetLabels(), TempLabelKey, uid)
+			for _, k := range trackingLabels {
+				delete(wantLabels, k)
+			}
+			if got := temp.GetLabels(); !maps.Equal(got, wantLabels) {
+				t.Errorf("labels = %v, want %v", got, wantLabels)
 			}
 			wantAnn := with(with(with(original.GetAnnotations(), OriginNameAnnotation, original.GetName()), OriginUIDAnnotation, uid), TargetAnnotation, "stage=production")
-			if got := temp.GetAnnotations(); !maps.Equal(got, wantAnn) {
-				t.Errorf("annotations = %v, want %v", got, wantAnn)
+			for _, k := range trackingAnnotations {
+				delete(wantAnn, k)
+			}
+			gotAnn := maps.Clone(temp.GetAnnotations())
+			delete(gotAnn, OriginMetadataAnnotation)
+			if !maps.Equal(gotAnn, wantAnn) {
+				t.Errorf("annotations = %v, want %v", gotAnn, wantAnn)
 			}
 			if !IsTemp(temp) || IsTemp(original) {
 				t.Errorf("IsTemp(temp) = %v, IsTemp(original) = %v", IsTemp(temp), IsTemp(original))
@@ -451,6 +460,43 @@ func stripped(obj *unstructured.Unstructured) *unstructured.Unstructured {
 		unstructured.RemoveNestedField(out.Object, f...)
 	}
 	return out
+}
+
+// A copy carries no GitOps tracking metadata of its own (a tool pruning
+// what is not in Git would delete it while the original is gone); its
+// selector and template keep every label, and the original rebuilt from the
+// copy gets the metadata back.
+func TestTempCopyIsNotTracked(t *testing.T) {
+	original := fixture(t, "deployment",
+		set(labelMap("app", "web", "app.kubernetes.io/instance", "shop", "kapp.k14s.io/app", "123"), "metadata", "labels"),
+		set(labelMap("argocd.argoproj.io/tracking-id", "shop:apps/Deployment:shop/web", "team", "storefront"), "metadata", "annotations"),
+		set(labelMap("app", "web", "app.kubernetes.io/instance", "shop"), "spec", "template", "metadata", "labels"))
+	kind := kindFor(t, original)
+	temp, err := TempCopy(original, kind, "web-temp", stage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"app.kubernetes.io/instance", "kapp.k14s.io/app"} {
+		if _, ok := temp.GetLabels()[k]; ok {
+			t.Errorf("the copy keeps the tracking label %s", k)
+		}
+	}
+	if _, ok := temp.GetAnnotations()["argocd.argoproj.io/tracking-id"]; ok {
+		t.Error("the copy keeps Argo CD's tracking annotation")
+	}
+	if temp.GetAnnotations()["team"] != "storefront" {
+		t.Error("the copy lost an ordinary annotation")
+	}
+	if templateLabels(t, temp)["app.kubernetes.io/instance"] != "shop" {
+		t.Error("the copy's pod template lost a label")
+	}
+	back, err := OriginalFromCopy(temp, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(back.GetLabels(), original.GetLabels()) || !maps.Equal(back.GetAnnotations(), original.GetAnnotations()) {
+		t.Errorf("rebuilt labels %v annotations %v, want %v %v", back.GetLabels(), back.GetAnnotations(), original.GetLabels(), original.GetAnnotations())
+	}
 }
 
 func TestOriginalFromCopy(t *testing.T) {
