@@ -22,6 +22,7 @@ type Step string
 const (
 	StepBackedUp        Step = "backed-up"
 	StepCopyCreated     Step = "copy-created"
+	StepCopyUpdated     Step = "copy-updated"
 	StepCopyReady       Step = "copy-ready"
 	StepOriginalDeleted Step = "original-deleted"
 	StepRecreated       Step = "recreated"

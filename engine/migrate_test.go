@@ -9,6 +9,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -323,5 +324,64 @@ func TestMigrateRollsBackACopyThatCannotProgress(t *testing.T) {
 	}
 	if _, err := client.Tracker().Get(deploymentKind.GVR(), "shop", "web-temp"); !apierrors.IsNotFound(err) {
 		t.Errorf("the copy is left: %v", err)
+	}
+}
+
+// tempOf is relabel's copy of original as an earlier run left it.
+func tempOf(t *testing.T, original *unstructured.Unstructured, originUID string) *unstructured.Unstructured {
+	t.Helper()
+	temp, err := workload.TempCopy(original, deploymentKind, "web-temp", testLabel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := temp.GetAnnotations()
+	ann[workload.OriginUIDAnnotation] = originUID
+	temp.SetAnnotations(ann)
+	temp.SetUID("uid-web-temp")
+	markReady(temp)
+	return temp
+}
+
+// Someone else created the original after relabel deleted the one it
+// copied: relabel stops, names the writer, and deletes neither object.
+func TestMigrateStopsWhenAnotherWriterRecreatedTheOriginal(t *testing.T) {
+	original := deployment("web", 2)
+	original.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "argocd-controller", Operation: metav1.ManagedFieldsOperationApply}})
+	client := newFakeCluster(t, false, original, tempOf(t, deployment("web", 2), "uid-of-the-deleted-one"))
+	m := newTestMigrator(t, client)
+	results, err := m.Run(context.Background(), []Item{migrateItem("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Outcome != Failed || !strings.Contains(results[0].Message, `"argocd-controller"`) {
+		t.Errorf("result %+v, want failed naming the writer", results[0])
+	}
+	if countActions(client, "delete", "web")+countActions(client, "delete", "web-temp") != 0 {
+		t.Error("relabel deleted an object on a guess")
+	}
+}
+
+// A copy left by an earlier run is brought in line with the original as it
+// is now before the original is deleted.
+func TestMigrateRefreshesAStaleCopy(t *testing.T) {
+	original := deployment("web", 5)
+	client := newFakeCluster(t, false, original, tempOf(t, deployment("web", 2), "uid-web"))
+	m := newTestMigrator(t, client)
+	results, err := m.Run(context.Background(), []Item{migrateItem("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Outcome != Migrated {
+		t.Fatalf("result %+v", results[0])
+	}
+	updated := false
+	for _, a := range client.Actions() {
+		if u, ok := a.(k8stesting.UpdateAction); ok && u.GetObject().(*unstructured.Unstructured).GetName() == "web-temp" {
+			replicas, _, _ := unstructured.NestedInt64(u.GetObject().(*unstructured.Unstructured).Object, "spec", "replicas")
+			updated = replicas == 5
+		}
+	}
+	if !updated {
+		t.Error("the copy was not updated to the original's 5 replicas before the original was deleted")
 	}
 }

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
 
 	"relabel.dev/relabel/rules"
 	workload "relabel.dev/relabel/unstructured"
@@ -45,8 +48,14 @@ func (om objectMigration) get(ctx context.Context, name string) (*unstructured.U
 	return obj, nil
 }
 
+// maxReplaces bounds the attempts to replace one object in one run. Each
+// ends early when the original changed under relabel (a conflict on the
+// delete): a writer that keeps changing it is not fought without end.
+const maxReplaces = 5
+
 func (om objectMigration) run(ctx context.Context) error {
 	it := om.item
+	replaces := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -73,6 +82,12 @@ func (om objectMigration) run(ctx context.Context) error {
 				return err
 			}
 
+		case temp != nil && string(original.GetUID()) != temp.GetAnnotations()[workload.OriginUIDAnnotation] && !isComplete(original, om):
+			// relabel deleted the original it copied, and someone else
+			// created this one: neither is deleted on a guess.
+			return errorf(it, "%s was created by %s, not by relabel, after relabel deleted the original it copied (uid %s); the copy %s still serves next to it. Check %s, then delete the copy (kubectl delete %s %s -n %s) and rerun",
+				it.Name, creator(original), temp.GetAnnotations()[workload.OriginUIDAnnotation], temp.GetName(), it.Name, it.Kind.Resource, temp.GetName(), it.Namespace)
+
 		case original.GetDeletionTimestamp() != nil && temp != nil && !isComplete(original, om):
 			// Deleted by a run that stopped while a finalizer held it: the
 			// copy serves; once the original is gone the next pass recreates it.
@@ -88,6 +103,9 @@ func (om objectMigration) run(ctx context.Context) error {
 			return om.finish(ctx, original, temp)
 
 		default:
+			if replaces++; replaces > maxReplaces {
+				return errorf(it, "gave up after %d attempts: it changed each time before relabel could delete it (another controller or person writing it?); the original is in place, the copy %s serves next to it until a rerun", maxReplaces, om.tempName())
+			}
 			// Whether the original was replaced or changed meanwhile, the
 			// next pass reads the cluster again and takes it from there.
 			if err := om.replace(ctx, original, temp); err != nil {
@@ -134,6 +152,8 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 		}
 		om.report(it, om.start, StepCopyCreated, temp.GetName())
 		om.event(original, "CopyCreated", "relabel created %s to serve while %s is replaced", temp.GetName(), it.Name)
+	} else if err := om.refreshCopy(ctx, original, temp); err != nil {
+		return err
 	}
 
 	if err := om.watch.waitFor(ctx, kind, it.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be ready", om.Timeout, readyCond(kind, string(temp.GetUID()))); err != nil {
@@ -164,6 +184,41 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 		return err
 	}
 	return om.recreate(ctx, temp)
+}
+
+// refreshCopy brings a copy made earlier in line with the original as it is
+// now (a deploy or a scale since): the copy must serve what the original
+// serves before the original goes.
+func (om objectMigration) refreshCopy(ctx context.Context, original, temp *unstructured.Unstructured) error {
+	want, err := workload.TempCopy(original, om.item.Kind, temp.GetName(), om.item.Label)
+	if err != nil {
+		return errorf(om.item, "building the copy: %w", err)
+	}
+	if equality.Semantic.DeepEqual(want.Object["spec"], temp.Object["spec"]) {
+		return nil
+	}
+	updated := temp.DeepCopy()
+	updated.Object["spec"] = want.Object["spec"]
+	if _, err := om.client().Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+		return errorf(om.item, "updating the copy %s to the original's current spec: %w", temp.GetName(), err)
+	}
+	om.report(om.item, om.start, StepCopyUpdated, temp.GetName())
+	return nil
+}
+
+// creator names who made obj: the manager of its oldest managedFields entry.
+func creator(obj *unstructured.Unstructured) string {
+	entries := obj.GetManagedFields()
+	if len(entries) == 0 {
+		return "an unknown writer"
+	}
+	first := entries[0]
+	for _, e := range entries[1:] {
+		if e.Time != nil && (first.Time == nil || e.Time.Before(first.Time)) {
+			first = e
+		}
+	}
+	return fmt.Sprintf("field manager %q (%s)", first.Manager, first.Operation)
 }
 
 // errRefused marks an object the API server would not accept.
@@ -236,7 +291,39 @@ func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstr
 	}
 	om.report(it, om.start, StepRecreated, "")
 	om.event(created, "Recreated", "relabel recreated %s with %s in its selector", it.Name, om.item.Label)
+	if err := om.restoreOwnership(ctx, created, source.GetManagedFields()); err != nil {
+		// The object is back and serves; only field ownership is lost.
+		klog.InfoS("warning: field ownership not restored", "object", it.Key(), "err", err)
+		om.report(it, om.start, StepRecreated, "warning: field ownership not restored: "+err.Error())
+	}
 	return nil
+}
+
+// restoreOwnership gives the recreated object the original's managedFields.
+// The API server ignores them on a create but takes them on an update, so
+// server-side apply by the original's managers (a GitOps tool) goes on
+// owning, and pruning, the fields it owned. The label relabel added is owned
+// by nobody then, so their next apply leaves it alone.
+func (om objectMigration) restoreOwnership(ctx context.Context, created *unstructured.Unstructured, entries []metav1.ManagedFieldsEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	obj := created
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj.SetManagedFields(entries)
+		_, err := om.client().Update(ctx, obj, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			fresh, getErr := om.client().Get(ctx, created.GetName(), metav1.GetOptions{})
+			if getErr != nil {
+				return getErr
+			}
+			if fresh.GetUID() != created.GetUID() {
+				return nil // replaced meanwhile: not ours to touch
+			}
+			obj = fresh
+		}
+		return err
+	})
 }
 
 // finish waits for the relabelled original and removes the copy.
