@@ -180,7 +180,7 @@ func (om objectMigration) listOwned(ctx context.Context, dep rules.Owned, select
 // what labelDependents marked and no controller adopted.
 func (om objectMigration) finishAdopt(ctx context.Context, original *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
-	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, string(original.GetUID()))); err != nil {
+	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, original)); err != nil {
 		if isWaitTimeout(err) {
 			return errorf(it, "%w; its adopted pods keep serving, rerun to finish", err)
 		}

@@ -70,6 +70,12 @@ func newFakeCluster(t *testing.T, neverReady bool, objs ...runtime.Object) *dyna
 		}
 		return false, nil, nil
 	})
+	client.PrependReactor("update", "deployments", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if !neverReady {
+			markReady(action.(k8stesting.UpdateAction).GetObject().(*unstructured.Unstructured))
+		}
+		return false, nil, nil
+	})
 	return client
 }
 

@@ -152,11 +152,14 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 		}
 		om.report(it, om.start, StepCopyCreated, temp.GetName())
 		om.event(original, "CopyCreated", "relabel created %s to serve while %s is replaced", temp.GetName(), it.Name)
-	} else if err := om.refreshCopy(ctx, original, temp); err != nil {
-		return err
+	} else {
+		var err error
+		if temp, err = om.refreshCopy(ctx, original, temp); err != nil {
+			return err
+		}
 	}
 
-	if err := om.watch.waitFor(ctx, kind, it.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be ready", om.Timeout, readyCond(kind, string(temp.GetUID()))); err != nil {
+	if err := om.watch.waitFor(ctx, kind, it.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be ready", om.Timeout, readyCond(kind, temp)); err != nil {
 		if isWaitTimeout(err) {
 			return om.rollBack(ctx, temp, err)
 		}
@@ -189,21 +192,22 @@ func (om objectMigration) replace(ctx context.Context, original, temp *unstructu
 // refreshCopy brings a copy made earlier in line with the original as it is
 // now (a deploy or a scale since): the copy must serve what the original
 // serves before the original goes.
-func (om objectMigration) refreshCopy(ctx context.Context, original, temp *unstructured.Unstructured) error {
+func (om objectMigration) refreshCopy(ctx context.Context, original, temp *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	want, err := workload.TempCopy(original, om.item.Kind, temp.GetName(), om.item.Label)
 	if err != nil {
-		return errorf(om.item, "building the copy: %w", err)
+		return nil, errorf(om.item, "building the copy: %w", err)
 	}
 	if equality.Semantic.DeepEqual(want.Object["spec"], temp.Object["spec"]) {
-		return nil
+		return temp, nil
 	}
 	updated := temp.DeepCopy()
 	updated.Object["spec"] = want.Object["spec"]
-	if _, err := om.client().Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
-		return errorf(om.item, "updating the copy %s to the original's current spec: %w", temp.GetName(), err)
+	updated, err = om.client().Update(ctx, updated, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, errorf(om.item, "updating the copy %s to the original's current spec: %w", temp.GetName(), err)
 	}
 	om.report(om.item, om.start, StepCopyUpdated, temp.GetName())
-	return nil
+	return updated, nil
 }
 
 // creator names who made obj: the manager of its oldest managedFields entry.
@@ -329,7 +333,7 @@ func (om objectMigration) restoreOwnership(ctx context.Context, created *unstruc
 // finish waits for the relabelled original and removes the copy.
 func (om objectMigration) finish(ctx context.Context, original, temp *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
-	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, string(original.GetUID()))); err != nil {
+	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, original)); err != nil {
 		if isWaitTimeout(err) {
 			return errorf(it, "%w; the copy %s keeps serving, rerun to finish", err, temp.GetName())
 		}

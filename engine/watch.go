@@ -263,13 +263,19 @@ func (w *watchers) waitFor(ctx context.Context, kind rules.Kind, namespace, name
 }
 
 // readyCond holds when the object with the given UID is ready by its kind's rule.
-func readyCond(kind rules.Kind, uid string) func(*unstructured.Unstructured) (bool, string, error) {
+// The cache may still hold obj as it was before relabel's own last write:
+// that version is older than want.
+func readyCond(kind rules.Kind, want *unstructured.Unstructured) func(*unstructured.Unstructured) (bool, string, error) {
+	uid, generation := string(want.GetUID()), want.GetGeneration()
 	return func(obj *unstructured.Unstructured) (bool, string, error) {
 		if obj == nil {
 			return false, "not in the cache yet", nil
 		}
 		if uid != "" && string(obj.GetUID()) != uid {
 			return false, "another object of that name", nil
+		}
+		if obj.GetGeneration() < generation {
+			return false, "the cache has not seen relabel's last change yet", nil
 		}
 		v, err := kind.Judge(obj)
 		switch {
