@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,8 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
 
 	"relabel.dev/relabel/internal/cli"
 	"relabel.dev/relabel/internal/testcluster"
@@ -144,3 +148,106 @@ func writesOnly(t *testing.T, c *testcluster.Cluster, t0 time.Time, ns string) [
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// An object applied server-side by a GitOps tool keeps that tool's field
+// ownership through the migration: its next apply still prunes what was
+// removed from Git, and leaves the new label alone.
+func TestServerSideApplyOwnershipSurvives(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	apply := func(labels, env string) {
+		t.Helper()
+		manifest := fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"synced","namespace":%q,"labels":{%[2]s}},
+"spec":{"replicas":1,"selector":{"matchLabels":{%[2]s}},"template":{"metadata":{"labels":{%[2]s}},
+"spec":{"containers":[{"name":"c","image":"example.com/c:1","env":[%[3]s]}]}}}}`, ns, labels, env)
+		force := true
+		if _, err := c.Dynamic.Resource(deployments).Namespace(ns).Patch(context.Background(), "synced", types.ApplyPatchType, []byte(manifest),
+			metav1.PatchOptions{FieldManager: "gitops", Force: &force}); err != nil {
+			t.Fatalf("applying as gitops: %v", err)
+		}
+	}
+	apply(`"app":"synced"`, `{"name":"KEEP","value":"1"},{"name":"DROP","value":"2"}`)
+	waitRolledOut(t, c, ns)
+	r := relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", t.TempDir())
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0", r.code)
+	}
+	migrated := get(t, c, deployments, ns, "synced")
+	managers := map[string]bool{}
+	for _, e := range migrated.GetManagedFields() {
+		managers[e.Manager] = true
+	}
+	if !managers["gitops"] {
+		t.Errorf("managers after the migration %v, want gitops among them", managers)
+	}
+	// Git gets the label (a selector is atomic for server-side apply: the old
+	// one would be refused as immutable) and drops DROP: the tool's next
+	// apply must remove it. Had relabel kept the fields it created, DROP would
+	// stay, owned by relabel.
+	apply(`"app":"synced","stage":"production"`, `{"name":"KEEP","value":"1"}`)
+	after := get(t, c, deployments, ns, "synced")
+	containers, _, _ := unstructured.NestedSlice(after.Object, "spec", "template", "spec", "containers")
+	env := fmt.Sprint(containers)
+	if strings.Contains(env, "DROP") || !strings.Contains(env, "KEEP") {
+		t.Errorf("env after gitops' next apply: %s; want KEEP only (DROP pruned)", env)
+	}
+	assertLabelled(t, after, "stage", "production")
+}
+
+// Someone else creates the original while relabel's copy serves for it (a
+// GitOps tool restoring it from Git, say): the rerun stops with a message
+// naming the writer, and deletes neither object.
+func TestAnotherWriterRecreatingTheOriginalStopsRelabel(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	const manifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: fought, labels: {app: fought}%s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: fought}}
+  template:
+    metadata: {labels: {app: fought}}
+    spec: {containers: [{name: c, image: example.com/c:1}]}
+`
+	c.ApplyYAML(t, ns, []byte(fmt.Sprintf(manifest, ", finalizers: [example.com/hold]")))
+	waitRolledOut(t, c, ns)
+	backups := t.TempDir()
+	args := []string{"--kubeconfig", c.Kubeconfig, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", backups}
+	first := exec.Command(relabelBin, args...)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, time.Minute, "the original to be terminating", func(ctx context.Context) (bool, error) {
+		obj, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "fought", metav1.GetOptions{})
+		return err == nil && obj.GetDeletionTimestamp() != nil, err
+	})
+	_ = first.Process.Kill()
+	_ = first.Wait()
+	// The finalizer goes, and another writer puts its own object in place.
+	patch := []byte(`{"metadata":{"finalizers":null}}`)
+	if _, err := c.Dynamic.Resource(deployments).Namespace(ns).Patch(context.Background(), "fought", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, time.Minute, "the original to be gone", func(ctx context.Context) (bool, error) {
+		_, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "fought", metav1.GetOptions{})
+		return isNotFound(err), nil
+	})
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(fmt.Sprintf(manifest, "")), &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := c.Dynamic.Resource(deployments).Namespace(ns).Create(context.Background(), obj, metav1.CreateOptions{FieldManager: "argocd-controller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", backups)
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, `"argocd-controller"`) {
+		t.Errorf("exit %d, want 1 with a message naming argocd-controller", r.code)
+	}
+	if now := get(t, c, deployments, ns, "fought"); now.GetUID() != theirs.GetUID() {
+		t.Error("the other writer's object was replaced")
+	}
+	get(t, c, deployments, ns, "fought-temp") // the copy still serves
+}
