@@ -2,7 +2,9 @@
 // kube-apiserver, kube-controller-manager, kube-scheduler and kwok): the one
 // named by RELABEL_TEST_KUBECONFIG, or one started through
 // internal/cluster/cluster.sh and shared by every test process. Second gives
-// the multi-cluster tests another, smaller one.
+// the multi-cluster tests another, smaller one; Rollouts one where Argo
+// Rollouts' controller runs. PodReadyDelay and the Annotation constants give
+// pods realistic timing (kwok's stages, see internal/cluster/kwok-stages.yaml).
 package testcluster
 
 import (
@@ -59,10 +61,13 @@ type Cluster struct {
 	// AuditLog is the API server's audit log, when the cluster is the one
 	// cluster.sh started; empty otherwise.
 	AuditLog string
-	Config   *rest.Config
-	Dynamic  dynamic.Interface
-	Kube     kubernetes.Interface
-	Mapper   meta.RESTMapper
+	// RolloutsLog is the log of the Argo Rollouts controller cluster.sh
+	// runs for the cluster, when Rollouts returned it; empty otherwise.
+	RolloutsLog string
+	Config      *rest.Config
+	Dynamic     dynamic.Interface
+	Kube        kubernetes.Interface
+	Mapper      meta.RESTMapper
 }
 
 // lazyCluster is started at most once per process.
