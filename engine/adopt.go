@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/klog/v2"
 
 	"relabel.dev/relabel/rules"
 	workload "relabel.dev/relabel/unstructured"
@@ -31,13 +32,11 @@ const (
 // ReplicaSets) get the label, the original is deleted with orphan
 // propagation, and the recreated object adopts what it left running; its
 // controller then rolls the pods at its own pace. Like run, every pass reads
-// the cluster and the adopt marker next to the backup, and continues from there.
+// the cluster and the adopt marker next to the backup, decides, and acts.
 func (om objectMigration) runAdopt(ctx context.Context) error {
 	it, kind := om.item, om.item.Kind
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	var mem memory
+	for pass := 0; pass < maxPasses; pass++ {
 		original, err := om.get(ctx, it.Name)
 		if err != nil {
 			return err
@@ -46,17 +45,67 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		switch {
-		case original == nil && oldUID == "":
-			return errorf(it, "the object no longer exists")
+		o := Observed{Original: presence(original), Marker: oldUID != "",
+			OriginalGaveUp: mem.originalGaveUp, Refused: mem.refused, Replaces: mem.replaces}
+		if original != nil {
+			o.OriginalLabelled = isComplete(original, om)
+			o.MarkerOfThisOriginal = oldUID == string(original.GetUID())
+			if v, err := kind.Judge(original); err == nil {
+				o.OriginalReady = v.Ready
+			}
+		}
+		d := decideAdopt(o)
+		klog.V(5).InfoS("decided", "object", it.Key(), "observed", o, "decision", d.String())
+		if ctx.Err() != nil && d.Next != Done && !d.MustContinue() {
+			return ctx.Err()
+		}
+		switch d.Next {
+		case Done:
+			return nil
 
-		case original == nil:
-			// Orphan-deleted by us: label what the old object left, then bring it back.
+		case Stop:
+			switch d.Reason {
+			case reasonGone:
+				return errorf(it, "the object no longer exists")
+			case reasonOtherWriter:
+				return errorf(it, "%s was created by %s, not by relabel, after relabel orphan-deleted the original (uid %s); its pods were labelled and may have been adopted by it. Check %s, then remove %s and rerun",
+					it.Name, creator(original), oldUID, it.Name, om.Backups.markerPath(kind, it.Namespace, it.Name))
+			case reasonDeletedByOther:
+				return errorf(it, "it is being deleted by someone else (finalizers %v); relabel leaves it alone", original.GetFinalizers())
+			}
+			if o.OriginalLabelled {
+				return errorf(it, "%s; its adopted pods keep serving, rerun to finish", d.Reason)
+			}
+			return errorf(it, "%s; nothing was changed", d.Reason)
+
+		case OrphanOriginal:
+			mem.replaces++
+			if mem.refused, err = om.admitRecreated(ctx, original); err != nil {
+				return err
+			}
+			if mem.refused != "" {
+				continue // nothing is touched when the API server would refuse the new object
+			}
+			if err := om.orphan(ctx, original); err != nil {
+				return err
+			}
+
+		case WaitOriginalGone:
+			// Orphan propagation holds the object until the garbage collector
+			// has released its dependents; only then is it gone.
+			if err := om.waitGone(context.WithoutCancel(ctx), original, "its pods keep running"); err != nil {
+				return err
+			}
+
+		case RecreateAdopting:
+			// Orphan-deleted by us: label what the old object left, then bring
+			// it back, whatever ctx says.
 			ctx := context.WithoutCancel(ctx)
 			backup, err := om.Backups.Read(kind, it.Namespace, it.Name)
 			if err != nil || backup == nil {
 				return errorf(it, "the original was orphan-deleted but its backup cannot be read (%v); run relabel restore", err)
 			}
+			// Pods created by the old controller after the first labelling are caught here.
 			if err := om.labelDependents(ctx, backup, oldUID); err != nil {
 				return err
 			}
@@ -64,26 +113,29 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 				return err
 			}
 
-		case isComplete(original, om):
-			if oldUID == "" {
-				return nil
+		case WaitOriginalReady:
+			err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, original))
+			switch {
+			case isWaitTimeout(err):
+				mem.originalGaveUp = err.Error()
+			case err != nil:
+				return err
 			}
-			return om.finishAdopt(ctx, original)
 
-		default:
-			if err := om.orphanAndRecreate(ctx, original); err != nil {
+		case DeleteOrphans:
+			om.report(it, om.start, StepReady, "")
+			if err := om.deleteOrphans(ctx, original); err != nil {
 				return err
 			}
 		}
 	}
+	return errorf(it, "gave up after %d passes: the cluster kept changing under relabel; rerun when it settles", maxPasses)
 }
 
-func (om objectMigration) orphanAndRecreate(ctx context.Context, original *unstructured.Unstructured) error {
+// orphan backs the original up, labels what it owns, records the marker and
+// deletes it with orphan propagation.
+func (om objectMigration) orphan(ctx context.Context, original *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
-	// Nothing is touched when the API server would refuse the new object.
-	if err := om.admitRecreated(ctx, original); err != nil {
-		return err
-	}
 	if _, err := om.Backups.Write(kind, original); err != nil {
 		return err
 	}
@@ -99,20 +151,9 @@ func (om objectMigration) orphanAndRecreate(ctx context.Context, original *unstr
 	if err != nil || !deleted {
 		return err
 	}
-	uid := original.GetUID()
 	om.report(it, om.start, StepOrphaned, "")
 	om.event(original, "Orphaned", "relabel deleted %s with orphan propagation; its pods keep running and will be adopted", it.Name)
-	ctx = context.WithoutCancel(ctx)
-	// Orphan propagation holds the object until the garbage collector has
-	// released its dependents; only then is it gone.
-	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, "the original to be gone", 0, goneCond(string(uid))); err != nil {
-		return err
-	}
-	// Pods created by the old controller after the labelling are caught here.
-	if err := om.labelDependents(ctx, original, string(uid)); err != nil {
-		return err
-	}
-	return om.recreate(ctx, nil)
+	return nil
 }
 
 // labelDependents adds the label to what the kind's rule says the owner's
@@ -175,18 +216,11 @@ func (om objectMigration) listOwned(ctx context.Context, dep rules.Owned, select
 	return client, list.Items, nil
 }
 
-// finishAdopt waits for the recreated object to roll out over the adopted
-// pods, then removes the revision history its predecessors left behind:
-// what labelDependents marked and no controller adopted.
-func (om objectMigration) finishAdopt(ctx context.Context, original *unstructured.Unstructured) error {
+// deleteOrphans removes, once the recreated object is ready, the revision
+// history its predecessors left behind: what labelDependents marked and no
+// controller adopted.
+func (om objectMigration) deleteOrphans(ctx context.Context, original *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
-	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, original)); err != nil {
-		if isWaitTimeout(err) {
-			return errorf(it, "%w; its adopted pods keep serving, rerun to finish", err)
-		}
-		return err
-	}
-	om.report(it, om.start, StepReady, "")
 	marked, err := labels.Parse(OrphanOfLabel + "=" + it.Name)
 	if err != nil {
 		return errorf(it, "%w", err)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -48,71 +47,255 @@ func (om objectMigration) get(ctx context.Context, name string) (*unstructured.U
 	return obj, nil
 }
 
-// maxReplaces bounds the attempts to replace one object in one run. Each
+// maxReplaces bounds the attempts to delete one original in one run. Each
 // ends early when the original changed under relabel (a conflict on the
 // delete): a writer that keeps changing it is not fought without end.
 const maxReplaces = 5
 
-func (om objectMigration) run(ctx context.Context) error {
-	it := om.item
-	replaces := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		original, err := om.get(ctx, it.Name)
-		if err != nil {
-			return err
-		}
-		temp, err := om.get(ctx, om.tempName())
-		if err != nil {
-			return err
-		}
-		if temp != nil && !om.isOurCopy(temp) {
-			return errorf(it, "%s exists and is not relabel's copy of %s; rename it or pass another --temp-suffix", temp.GetName(), it.Name)
-		}
+// maxPasses bounds the passes of one object in one run: every action moves
+// the object on, so more passes than this mean the cluster keeps changing.
+const maxPasses = 50
 
+// memory is what a run learnt of an object that the cluster does not show:
+// that a wait gave up, that admission refused, how often it tried.
+type memory struct {
+	copyGaveUp, originalGaveUp, refused string
+	replaces                            int
+	rolledBack                          bool
+}
+
+// tempCopyState is what one pass read: the objects, and the facts of them.
+type tempCopyState struct {
+	original, temp *unstructured.Unstructured
+	Observed
+}
+
+func presence(obj *unstructured.Unstructured) Presence {
+	switch {
+	case obj == nil:
+		return Absent
+	case obj.GetDeletionTimestamp() != nil:
+		return Terminating
+	}
+	return Present
+}
+
+// observeTempCopy reads the original and its copy and judges them.
+func (om objectMigration) observeTempCopy(ctx context.Context, mem memory) (tempCopyState, error) {
+	var st tempCopyState
+	var err error
+	if st.original, err = om.get(ctx, om.item.Name); err != nil {
+		return st, err
+	}
+	if st.temp, err = om.get(ctx, om.tempName()); err != nil {
+		return st, err
+	}
+	o := &st.Observed
+	o.Original, o.Copy = presence(st.original), presence(st.temp)
+	o.CopyGaveUp, o.OriginalGaveUp, o.Refused, o.Replaces = mem.copyGaveUp, mem.originalGaveUp, mem.refused, mem.replaces
+	if st.original != nil {
+		o.OriginalLabelled = isComplete(st.original, om)
+		if v, err := om.item.Kind.Judge(st.original); err == nil {
+			o.OriginalReady = v.Ready
+		}
+	}
+	if st.temp != nil {
+		o.CopyOurs = om.isOurCopy(st.temp)
+		o.CopyOfThisOriginal = st.original != nil && st.temp.GetAnnotations()[workload.OriginUIDAnnotation] == string(st.original.GetUID())
+		v, err := om.item.Kind.Judge(st.temp)
 		switch {
-		case original == nil && temp == nil:
-			return errorf(it, "the object no longer exists")
+		case err != nil && o.CopyGaveUp == "":
+			o.CopyGaveUp = "judging its readiness: " + err.Error()
+		case v.Failed && o.CopyGaveUp == "":
+			o.CopyGaveUp = st.temp.GetName() + " cannot become ready: " + v.Reason
+		}
+		o.CopyReady = err == nil && v.Ready
+		if o.CopyOurs && o.CopyOfThisOriginal && o.Original == Present && !o.OriginalLabelled {
+			stale, err := om.copyIsStale(st.original, st.temp)
+			if err != nil {
+				return st, err
+			}
+			o.CopyStale = stale
+		}
+	}
+	return st, nil
+}
 
-		case original == nil:
-			// Deleted by us (the copy is proof): bring it back, whatever ctx says.
-			if err := om.recreate(context.WithoutCancel(ctx), temp); err != nil {
+// run migrates one object with the temp-copy strategy: observe, decide, act,
+// and again, so a run interrupted at any point is finished by the next one.
+func (om objectMigration) run(ctx context.Context) error {
+	it, kind := om.item, om.item.Kind
+	var mem memory
+	for pass := 0; pass < maxPasses; pass++ {
+		st, err := om.observeTempCopy(ctx, mem)
+		if err != nil {
+			return err
+		}
+		d := decideTempCopy(st.Observed)
+		klog.V(5).InfoS("decided", "object", it.Key(), "observed", st.Observed, "decision", d.String())
+		if ctx.Err() != nil && d.Next != Done && !d.MustContinue() {
+			return ctx.Err()
+		}
+		switch d.Next {
+		case Done:
+			return nil
+
+		case Stop:
+			return om.stopTempCopy(d, st, mem)
+
+		case CreateCopy:
+			if _, err := om.Backups.Write(kind, st.original); err != nil {
+				return err
+			}
+			om.report(it, om.start, StepBackedUp, "")
+			// Refused before the first write, when the API server would refuse it.
+			if mem.refused, err = om.admitRecreated(ctx, st.original); err != nil {
+				return err
+			}
+			if mem.refused != "" {
+				continue
+			}
+			copy, err := workload.TempCopy(st.original, kind, om.tempName(), it.Label)
+			if err != nil {
+				return errorf(it, "building the copy: %w", err)
+			}
+			created, err := om.client().Create(ctx, copy, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				continue // made meanwhile: read again
+			}
+			if err != nil {
+				return errorf(it, "creating the copy %s: %w", copy.GetName(), err)
+			}
+			om.report(it, om.start, StepCopyCreated, created.GetName())
+			om.event(st.original, "CopyCreated", "relabel created %s to serve while %s is replaced", created.GetName(), it.Name)
+
+		case RefreshCopy:
+			if _, err := om.Backups.Write(kind, st.original); err != nil {
+				return err
+			}
+			if _, err := om.refreshCopy(ctx, st.original, st.temp); err != nil {
 				return err
 			}
 
-		case temp != nil && string(original.GetUID()) != temp.GetAnnotations()[workload.OriginUIDAnnotation] && !isComplete(original, om):
-			// relabel deleted the original it copied, and someone else
-			// created this one: neither is deleted on a guess.
-			return errorf(it, "%s was created by %s, not by relabel, after relabel deleted the original it copied (uid %s); the copy %s still serves next to it. Check %s, then delete the copy (kubectl delete %s %s -n %s) and rerun",
-				it.Name, creator(original), temp.GetAnnotations()[workload.OriginUIDAnnotation], temp.GetName(), it.Name, it.Kind.Resource, temp.GetName(), it.Namespace)
-
-		case original.GetDeletionTimestamp() != nil && temp != nil && !isComplete(original, om):
-			// Deleted by a run that stopped while a finalizer held it: the
-			// copy serves; once the original is gone the next pass recreates it.
-			ctx := context.WithoutCancel(ctx)
-			if err := om.watch.waitFor(ctx, it.Kind, it.Namespace, it.Name, "the original to be gone", 0, goneCond(string(original.GetUID()))); err != nil {
+		case WaitCopyReady:
+			err := om.watch.waitFor(ctx, kind, it.Namespace, st.temp.GetName(), "the copy "+st.temp.GetName()+" to be ready", om.Timeout, readyCond(kind, st.temp))
+			switch {
+			case isWaitTimeout(err):
+				mem.copyGaveUp = err.Error()
+			case err != nil:
 				return err
 			}
 
-		case isComplete(original, om):
-			if temp == nil {
-				return nil
+		case RollBack:
+			if err := om.deleteCopy(context.WithoutCancel(ctx), st.temp); err != nil {
+				return errorf(it, "%s; rolling back also failed: %w", d.Reason, err)
 			}
-			return om.finish(ctx, original, temp)
+			mem.rolledBack, mem.copyGaveUp = true, d.Reason
+			om.report(it, om.start, StepRolledBack, d.Reason)
 
-		default:
-			if replaces++; replaces > maxReplaces {
-				return errorf(it, "gave up after %d attempts: it changed each time before relabel could delete it (another controller or person writing it?); the original is in place, the copy %s serves next to it until a rerun", maxReplaces, om.tempName())
+		case DeleteOriginal:
+			mem.replaces++
+			// The backup is of the original as it is deleted: a change since is never lost.
+			if _, err := om.Backups.Write(kind, st.original); err != nil {
+				return err
 			}
-			// Whether the original was replaced or changed meanwhile, the
-			// next pass reads the cluster again and takes it from there.
-			if err := om.replace(ctx, original, temp); err != nil {
+			om.report(it, om.start, StepCopyReady, st.temp.GetName())
+			// Admission may have changed while the copy rolled out; once the
+			// original is deleted a refusal would leave only the copy serving.
+			if mem.refused, err = om.admitRecreated(ctx, st.original); err != nil || mem.refused != "" {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			deleted, err := om.deleteOriginal(ctx, st.original, metav1.DeletePropagationBackground)
+			if err != nil {
+				return err
+			}
+			if deleted {
+				om.report(it, om.start, StepOriginalDeleted, "")
+			}
+
+		case WaitOriginalGone:
+			if err := om.waitGone(context.WithoutCancel(ctx), st.original, "the copy "+st.temp.GetName()+" serves meanwhile"); err != nil {
+				return err
+			}
+
+		case Recreate:
+			// Whatever ctx says: only this brings the original back.
+			if err := om.recreate(context.WithoutCancel(ctx), st.temp); err != nil {
+				return err
+			}
+
+		case WaitOriginalReady:
+			err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, st.original))
+			switch {
+			case isWaitTimeout(err):
+				mem.originalGaveUp = err.Error()
+			case err != nil:
+				return err
+			}
+
+		case DeleteCopy:
+			om.report(it, om.start, StepReady, "")
+			if err := om.deleteCopy(ctx, st.temp); err != nil {
+				return err
+			}
+			om.report(it, om.start, StepCopyDeleted, st.temp.GetName())
+			om.event(st.original, "Relabelled", "relabel added %s; the copy %s is gone", it.Label, st.temp.GetName())
+
+		case WaitCopyGone:
+			if err := om.waitGone(ctx, st.temp, ""); err != nil {
 				return err
 			}
 		}
 	}
+	return errorf(it, "gave up after %d passes: the cluster kept changing under relabel; rerun when it settles", maxPasses)
+}
+
+// stopTempCopy turns a Stop into the error the user reads: what happened,
+// what is left serving, what to do.
+func (om objectMigration) stopTempCopy(d Decision, st tempCopyState, mem memory) error {
+	it := om.item
+	switch d.Reason {
+	case reasonForeignCopy:
+		return errorf(it, "%s exists and is not relabel's copy of %s; rename it or pass another --temp-suffix", st.temp.GetName(), it.Name)
+	case reasonGone:
+		return errorf(it, "the object no longer exists")
+	case reasonOtherWriter:
+		return errorf(it, "%s was created by %s, not by relabel, after relabel deleted the original it copied (uid %s); the copy %s still serves next to it. Check %s, then delete the copy (kubectl delete %s %s -n %s) and rerun",
+			it.Name, creator(st.original), st.temp.GetAnnotations()[workload.OriginUIDAnnotation], st.temp.GetName(), it.Name, it.Kind.Resource, st.temp.GetName(), it.Namespace)
+	case reasonDeletedByOther:
+		return errorf(it, "it is being deleted by someone else (finalizers %v); relabel leaves it alone", st.original.GetFinalizers())
+	}
+	if st.temp != nil && st.Observed.OriginalLabelled {
+		return errorf(it, "%s; the copy %s keeps serving, rerun to finish", d.Reason, st.temp.GetName())
+	}
+	if mem.rolledBack {
+		return errorf(it, "%s; rolled back: the copy is deleted, the original untouched", d.Reason)
+	}
+	if mem.refused != "" {
+		return errorf(it, "%s; nothing was changed", d.Reason)
+	}
+	if st.temp != nil {
+		return errorf(it, "%s; the original is in place, the copy %s serves next to it until a rerun", d.Reason, st.temp.GetName())
+	}
+	return errorf(it, "%s", d.Reason)
+}
+
+// waitGone waits, within the migration's timeout, until obj is gone; the
+// message says what a user finds when it is not.
+func (om objectMigration) waitGone(ctx context.Context, obj *unstructured.Unstructured, meanwhile string) error {
+	it := om.item
+	err := om.watch.waitFor(ctx, it.Kind, it.Namespace, obj.GetName(), obj.GetName()+" to be gone", om.Timeout, goneCond(string(obj.GetUID())))
+	if isWaitTimeout(err) {
+		msg := fmt.Sprintf("%v; it is still terminating (finalizers %v)", err, obj.GetFinalizers())
+		if meanwhile != "" {
+			msg += "; " + meanwhile
+		}
+		return errorf(it, "%s; rerun once it is gone", msg)
+	}
+	return err
 }
 
 func isComplete(obj *unstructured.Unstructured, om objectMigration) bool {
@@ -124,69 +307,14 @@ func (om objectMigration) isOurCopy(temp *unstructured.Unstructured) bool {
 	return workload.IsTemp(temp) && temp.GetAnnotations()[workload.OriginNameAnnotation] == om.item.Name
 }
 
-// replace backs up the original, runs the copy until it is ready, deletes
-// the original and recreates it. It returns early, without error, when the
-// original changed meanwhile: the caller reads again.
-func (om objectMigration) replace(ctx context.Context, original, temp *unstructured.Unstructured) error {
-	it, kind := om.item, om.item.Kind
-	if _, err := om.Backups.Write(kind, original); err != nil {
-		return err
+// copyIsStale says whether the copy's spec differs from the one the
+// original would give it now (a deploy or a scale since it was made).
+func (om objectMigration) copyIsStale(original, temp *unstructured.Unstructured) (bool, error) {
+	want, err := workload.TempCopy(original, om.item.Kind, temp.GetName(), om.item.Label)
+	if err != nil {
+		return false, errorf(om.item, "building the copy: %w", err)
 	}
-	om.report(it, om.start, StepBackedUp, "")
-
-	if temp == nil {
-		// Refused before the first write, when the API server would refuse it.
-		if err := om.admitRecreated(ctx, original); err != nil {
-			return err
-		}
-		copy, err := workload.TempCopy(original, kind, om.tempName(), om.item.Label)
-		if err != nil {
-			return errorf(it, "building the copy: %w", err)
-		}
-		temp, err = om.client().Create(ctx, copy, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			return nil // created by an earlier pass; read again
-		}
-		if err != nil {
-			return errorf(it, "creating the copy %s: %w", copy.GetName(), err)
-		}
-		om.report(it, om.start, StepCopyCreated, temp.GetName())
-		om.event(original, "CopyCreated", "relabel created %s to serve while %s is replaced", temp.GetName(), it.Name)
-	} else {
-		var err error
-		if temp, err = om.refreshCopy(ctx, original, temp); err != nil {
-			return err
-		}
-	}
-
-	if err := om.watch.waitFor(ctx, kind, it.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be ready", om.Timeout, readyCond(kind, temp)); err != nil {
-		if isWaitTimeout(err) {
-			return om.rollBack(ctx, temp, err)
-		}
-		return err
-	}
-	om.report(it, om.start, StepCopyReady, temp.GetName())
-
-	// Admission may have changed while the copy rolled out; once the
-	// original is deleted a refusal would leave only the copy serving.
-	if err := om.admitRecreated(ctx, original); err != nil {
-		if errors.Is(err, errRefused) {
-			return om.rollBack(ctx, temp, err)
-		}
-		return err
-	}
-	deleted, err := om.deleteOriginal(ctx, original, metav1.DeletePropagationBackground)
-	if err != nil || !deleted {
-		return err
-	}
-	uid := original.GetUID()
-	om.report(it, om.start, StepOriginalDeleted, "")
-	// From here on the original must come back, even after Ctrl-C.
-	ctx = context.WithoutCancel(ctx)
-	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, "the original to be gone", 0, goneCond(string(uid))); err != nil {
-		return err
-	}
-	return om.recreate(ctx, temp)
+	return !equality.Semantic.DeepEqual(want.Object["spec"], temp.Object["spec"]), nil
 }
 
 // refreshCopy brings a copy made earlier in line with the original as it is
@@ -196,9 +324,6 @@ func (om objectMigration) refreshCopy(ctx context.Context, original, temp *unstr
 	want, err := workload.TempCopy(original, om.item.Kind, temp.GetName(), om.item.Label)
 	if err != nil {
 		return nil, errorf(om.item, "building the copy: %w", err)
-	}
-	if equality.Semantic.DeepEqual(want.Object["spec"], temp.Object["spec"]) {
-		return temp, nil
 	}
 	updated := temp.DeepCopy()
 	updated.Object["spec"] = want.Object["spec"]
@@ -225,26 +350,24 @@ func creator(obj *unstructured.Unstructured) string {
 	return fmt.Sprintf("field manager %q (%s)", first.Manager, first.Operation)
 }
 
-// errRefused marks an object the API server would not accept.
-var errRefused = errors.New("the API server refuses the relabelled object")
-
 // admitRecreated asks the API server, with a dry-run create under the
 // original's own name, whether it would accept the relabelled object: an
 // AlreadyExists answer comes from storage, after validation and every
-// admission check (webhooks, ValidatingAdmissionPolicies, quotas) passed.
-func (om objectMigration) admitRecreated(ctx context.Context, original *unstructured.Unstructured) error {
+// admission check (webhooks, ValidatingAdmissionPolicies, quotas) passed. A
+// refusal comes back as its message.
+func (om objectMigration) admitRecreated(ctx context.Context, original *unstructured.Unstructured) (string, error) {
 	obj, err := workload.Recreated(original, om.item.Kind, om.item.Label)
 	if err != nil {
-		return errorf(om.item, "building the new object: %w", err)
+		return "", errorf(om.item, "building the new object: %w", err)
 	}
 	_, err = om.client().Create(ctx, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	switch {
 	case err == nil, apierrors.IsAlreadyExists(err):
-		return nil
+		return "", nil
 	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
-		return errorf(om.item, "%w (server-side dry run, nothing changed): %w", errRefused, err)
+		return "the API server refuses the relabelled object (server-side dry run): " + err.Error(), nil
 	}
-	return errorf(om.item, "asking the API server whether it accepts the relabelled object: %w", err)
+	return "", errorf(om.item, "asking the API server whether it accepts the relabelled object: %w", err)
 }
 
 // deleteOriginal deletes the original as it was backed up. The preconditions
@@ -330,24 +453,6 @@ func (om objectMigration) restoreOwnership(ctx context.Context, created *unstruc
 	})
 }
 
-// finish waits for the relabelled original and removes the copy.
-func (om objectMigration) finish(ctx context.Context, original, temp *unstructured.Unstructured) error {
-	it, kind := om.item, om.item.Kind
-	if err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, original)); err != nil {
-		if isWaitTimeout(err) {
-			return errorf(it, "%w; the copy %s keeps serving, rerun to finish", err, temp.GetName())
-		}
-		return err
-	}
-	om.report(it, om.start, StepReady, "")
-	if err := om.deleteCopy(ctx, temp); err != nil {
-		return err
-	}
-	om.report(it, om.start, StepCopyDeleted, temp.GetName())
-	om.event(original, "Relabelled", "relabel added %s; the copy %s is gone", om.item.Label, temp.GetName())
-	return nil
-}
-
 func (om objectMigration) deleteCopy(ctx context.Context, temp *unstructured.Unstructured) error {
 	uid := temp.GetUID()
 	propagation := metav1.DeletePropagationBackground
@@ -358,16 +463,7 @@ func (om objectMigration) deleteCopy(ctx context.Context, temp *unstructured.Uns
 	if err != nil && !apierrors.IsNotFound(err) {
 		return errorf(om.item, "deleting the copy %s: %w", temp.GetName(), err)
 	}
-	return om.watch.waitFor(ctx, om.item.Kind, om.item.Namespace, temp.GetName(), "the copy "+temp.GetName()+" to be gone", 0, goneCond(string(uid)))
-}
-
-// rollBack removes a copy that never became ready; the original is untouched.
-func (om objectMigration) rollBack(ctx context.Context, temp *unstructured.Unstructured, cause error) error {
-	if err := om.deleteCopy(context.WithoutCancel(ctx), temp); err != nil {
-		return errorf(om.item, "%v; rolling back also failed: %w", cause, err)
-	}
-	om.report(om.item, om.start, StepRolledBack, cause.Error())
-	return errorf(om.item, "%w; rolled back: the copy is deleted, the original untouched", cause)
+	return om.waitGone(ctx, temp, "")
 }
 
 // dryRun shows what would be created and, in server mode, lets the API
