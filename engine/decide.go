@@ -88,7 +88,7 @@ func (a Next) String() string { return actionNames[a] }
 
 // Decision is an action and, for Stop and RollBack, why.
 type Decision struct {
-	Next Next
+	Next   Next
 	Reason string
 }
 
