@@ -29,7 +29,9 @@ spec:
   replicas: 2
   selector: {matchLabels: {app: d%02d}}
   template:
-    metadata: {labels: {app: d%02d}}
+    metadata:
+      labels: {app: d%02d}
+      annotations: {pod-ready.stage.kwok.x-k8s.io/delay: 1s, pod-ready.stage.kwok.x-k8s.io/jitter-delay: 2s}
     spec: {containers: [{name: c, image: example.com/c:1}]}
 `, i, i, i, i)
 		refs = append(refs, workloadRef{deployments, fmt.Sprintf("d%02d", i)})
