@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -118,6 +119,54 @@ func (b Backups) List(kind *rules.Kind, namespace string) ([]*unstructured.Unstr
 		return nil, nil
 	}
 	return out, err
+}
+
+// Backup is one stored manifest and the kind it was stored under.
+type Backup struct {
+	Kind   rules.Kind
+	Object *unstructured.Unstructured
+}
+
+// Key identifies the backup's object in messages: GVR namespace/name.
+func (b Backup) Key() string {
+	ref := b.Object.GetName()
+	if ns := b.Object.GetNamespace(); ns != "" {
+		ref = ns + "/" + ref
+	}
+	return b.Kind.GVRString() + " " + ref
+}
+
+// BackupQuery selects stored manifests.
+type BackupQuery struct {
+	// Kinds whose backups are wanted, in this order.
+	Kinds []rules.Kind
+	// Namespace limits the query to one namespace; "" is every namespace.
+	Namespace string
+	// Names limits the query to objects of these names; none is every name.
+	Names []string
+}
+
+// Find returns the backups the query selects, kind by kind. A manifest
+// whose group and kind are not the ones of the directory it is stored in
+// (a file put there by hand) is left out.
+func (b Backups) Find(q BackupQuery) ([]Backup, error) {
+	var out []Backup
+	for _, kind := range q.Kinds {
+		objs, err := b.List(&kind, q.Namespace)
+		if err != nil {
+			return nil, fmt.Errorf("reading backups in %s: %w", b.Dir, err)
+		}
+		for _, obj := range objs {
+			if len(q.Names) > 0 && !slices.Contains(q.Names, obj.GetName()) {
+				continue
+			}
+			if gk := obj.GroupVersionKind().GroupKind(); gk.Group != kind.Group || gk.Kind != kind.Kind {
+				continue
+			}
+			out = append(out, Backup{Kind: kind, Object: obj})
+		}
+	}
+	return out, nil
 }
 
 func readManifest(path string) (*unstructured.Unstructured, error) {

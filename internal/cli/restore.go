@@ -2,16 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"slices"
+	"io"
 
 	"github.com/urfave/cli/v2"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"relabel.dev/relabel/engine"
-	"relabel.dev/relabel/rules"
-	workload "relabel.dev/relabel/unstructured"
 )
 
 func restoreCommand() *cli.Command {
@@ -31,7 +26,8 @@ func restoreCommand() *cli.Command {
 }
 
 // restoreAction never overwrites: objects that exist are left alone, so it
-// is safe to run at any time.
+// is safe to run at any time. engine.Restorer decides and creates; this
+// parses the flags and prints.
 func restoreAction(c *cli.Context) error {
 	conn, err := connectionFrom(c)
 	if err != nil {
@@ -45,50 +41,43 @@ func restoreAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	names := c.Args().Slice()
 	clients, kinds, err := connectAndSelect(c.Context, targets[0].Connection, c.App.ErrWriter, nil, c.StringSlice("gvr"))
 	if err != nil {
 		return err
 	}
-	backups := engine.Backups{Dir: c.String("backup-dir")}
-	var restored, present, failed int
-	for _, kind := range kinds {
-		objs, err := backups.List(&kind, clients.Namespace)
-		if err != nil {
-			return fmt.Errorf("reading backups in %s: %w", backups.Dir, err)
-		}
-		for _, obj := range objs {
-			if len(names) > 0 && !slices.Contains(names, obj.GetName()) {
-				continue
-			}
-			if obj.GroupVersionKind().GroupKind() != (schema.GroupKind{Group: kind.Group, Kind: kind.Kind}) {
-				continue
-			}
-			ref := rules.FormatGVR(kind.GVR()) + " " + obj.GetNamespace() + "/" + obj.GetName()
-			client := clients.Dynamic.Resource(kind.GVR()).Namespace(obj.GetNamespace())
-			if _, err := client.Get(c.Context, obj.GetName(), metav1.GetOptions{}); err == nil {
-				present++
-				continue
-			} else if !apierrors.IsNotFound(err) {
-				return fmt.Errorf("reading %s: %w", ref, err)
-			}
-			if c.Bool("dry-run") {
-				fmt.Fprintf(c.App.Writer, "would restore %s\n", ref)
-				restored++
-				continue
-			}
-			if _, err := client.Create(c.Context, workload.ForCreate(obj), metav1.CreateOptions{}); err != nil {
-				fmt.Fprintf(c.App.ErrWriter, "restoring %s: %v\n", ref, err)
-				failed++
-				continue
-			}
-			fmt.Fprintf(c.App.Writer, "restored %s\n", ref)
-			restored++
-		}
+	restorer := engine.Restorer{Dynamic: clients.Dynamic, Backups: engine.Backups{Dir: c.String("backup-dir")}}
+	results, err := restorer.Restore(c.Context, engine.RestoreOptions{
+		BackupQuery: engine.BackupQuery{Kinds: kinds, Namespace: clients.Namespace, Names: c.Args().Slice()},
+		DryRun:      c.Bool("dry-run"),
+	})
+	restored, present, failed := printRestored(c.App.Writer, c.App.ErrWriter, results)
+	if err != nil {
+		return err // after the lines of what was done before it
 	}
 	fmt.Fprintf(c.App.Writer, "restored %d, already present %d, failed %d\n", restored, present, failed)
 	if failed > 0 {
 		return fmt.Errorf("%w: %d could not be restored", ErrFailed, failed)
 	}
 	return nil
+}
+
+// printRestored prints a line per object restored, that would be, or that
+// failed, and counts them; a dry run counts what it would restore as restored.
+func printRestored(stdout, stderr io.Writer, results []engine.RestoreResult) (restored, present, failed int) {
+	for _, r := range results {
+		switch r.Outcome {
+		case engine.Restored:
+			fmt.Fprintf(stdout, "restored %s\n", r.Key())
+			restored++
+		case engine.WouldRestore:
+			fmt.Fprintf(stdout, "would restore %s\n", r.Key())
+			restored++
+		case engine.AlreadyPresent:
+			present++
+		case engine.RestoreFailed:
+			fmt.Fprintln(stderr, r.Err)
+			failed++
+		}
+	}
+	return restored, present, failed
 }
