@@ -129,13 +129,15 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 		return nil, err
 	}
 	// Informers outlive a Ctrl-C so that an object in the middle of its
-	// recreation can finish.
+	// recreation can finish. Their first list is waited for on ctx, and for
+	// at most informerSyncTimeout: nothing has been written yet, so a Ctrl-C
+	// or an API server that does not answer ends the run there.
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		stopWatch()
 		w.stop()
 	}()
-	if err := w.start(watchCtx); err != nil {
+	if err := w.start(watchCtx, ctx); err != nil {
 		return nil, err
 	}
 

@@ -3,19 +3,25 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
 
 	"relabel.dev/relabel/rules"
 )
 
 // Verbs a migration needs on each workload resource: get, create and delete
-// for the object and its copy, list and watch for the informer that waits on them.
+// for the object and its copy, list and watch (WatchVerbs) for the informer
+// that waits on them.
 var MigrationVerbs = []string{"get", "list", "watch", "create", "delete"}
+
+// WatchVerbs are what an informer needs where it watches.
+var WatchVerbs = []string{"list", "watch"}
 
 // Permission is one verb on one resource in one namespace ("" for all),
 // limited to one object when Name is set.
@@ -47,12 +53,31 @@ func AuditPermissions(kind rules.Kind, namespace string) []Permission {
 }
 
 // MigrationPermissions lists what migrating objects of kind in namespace
-// with strategy (temp-copy or adopt) needs: the workload verbs, creating
-// Events, the namespace's Lease, and for adopt what the kind's controller owns.
+// with strategy (temp-copy or adopt) needs when relabel watches them there:
+// the workload verbs, creating Events, the namespace's Lease, and for adopt
+// what the kind's controller owns. Where a plan's informers watch is up to
+// informerNamespaces; RequiredPermissions follows it.
 func MigrationPermissions(kind rules.Kind, strategy rules.Strategy, namespace string) []Permission {
+	return append(objectPermissions(kind, strategy, namespace), WatchPermissions(kind, namespace)...)
+}
+
+// WatchPermissions lists what an informer of kind in namespace ("" for
+// every namespace) needs.
+func WatchPermissions(kind rules.Kind, namespace string) []Permission {
+	var out []Permission
+	for _, verb := range WatchVerbs {
+		out = append(out, Permission{Group: kind.Group, Resource: kind.Resource, Verb: verb, Namespace: namespace})
+	}
+	return out
+}
+
+// objectPermissions is MigrationPermissions without the informer's.
+func objectPermissions(kind rules.Kind, strategy rules.Strategy, namespace string) []Permission {
 	var out []Permission
 	for _, verb := range MigrationVerbs {
-		out = append(out, Permission{Group: kind.Group, Resource: kind.Resource, Verb: verb, Namespace: namespace})
+		if !slices.Contains(WatchVerbs, verb) {
+			out = append(out, Permission{Group: kind.Group, Resource: kind.Resource, Verb: verb, Namespace: namespace})
+		}
 	}
 	out = append(out, Permission{Resource: "events", Verb: "create", Namespace: namespace})
 	lockNamespace := namespace
@@ -82,15 +107,28 @@ func MigrationPermissions(kind rules.Kind, strategy rules.Strategy, namespace st
 	return out
 }
 
-// RequiredPermissions lists what migrating the plan's items needs.
+// RequiredPermissions lists what migrating the plan's items needs: each
+// object's permissions in its namespace, and list and watch of each kind
+// where Migrator.Run's informers will watch it (informerNamespaces). A plan
+// over more than maxScopedNamespaces namespaces of one kind therefore needs
+// list and watch of that kind in every namespace.
 func RequiredPermissions(items []Item) []Permission {
-	var out []Permission
+	var todo []Item
+	var perms []Permission
+	kinds := map[schema.GroupVersionResource]rules.Kind{}
 	for _, it := range items {
 		if it.Action != ActionSkip {
-			out = append(out, MigrationPermissions(it.Kind, it.Strategy, it.Namespace)...)
+			todo = append(todo, it)
+			kinds[it.Kind.GVR()] = it.Kind
+			perms = append(perms, objectPermissions(it.Kind, it.Strategy, it.Namespace)...)
 		}
 	}
-	return sortedUnique(out)
+	for gvr, namespaces := range informerNamespaces(todo) {
+		for _, ns := range namespaces {
+			perms = append(perms, WatchPermissions(kinds[gvr], ns)...)
+		}
+	}
+	return sortedUnique(perms)
 }
 
 func sortedUnique(perms []Permission) []Permission {
@@ -133,5 +171,10 @@ func (e MissingPermissionsError) Error() string {
 	for i, p := range e.Missing {
 		lines[i] = "  " + p.String()
 	}
-	return "missing permissions, nothing was changed:\n" + strings.Join(lines, "\n")
+	msg := "missing permissions, nothing was changed:\n" + strings.Join(lines, "\n")
+	if slices.ContainsFunc(e.Missing, func(p Permission) bool { return p.Verb == "watch" && p.Namespace == "" }) {
+		msg += fmt.Sprintf("\nrelabel watches a kind in every namespace when the plan holds objects of it in more than %d namespaces "+
+			"(or the kind is cluster-scoped): grant list and watch cluster-wide (`relabel rbac` without -n), or migrate fewer namespaces at a time", maxScopedNamespaces)
+	}
+	return msg
 }

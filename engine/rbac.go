@@ -23,6 +23,15 @@ func AuditRolePermissions(kinds []rules.Kind) []Permission {
 // MigrationRolePermissions lists what migrating the kinds with strategy
 // needs, in every namespace: the same permissions preflight checks. Auto
 // may pick either strategy for a kind that can adopt, so it gets both.
+//
+// The rules are the same for a Role and a ClusterRole; where they apply is
+// the binding's. Bound in one namespace (`relabel rbac -n NS`), they cover a
+// run in that namespace: its informers watch there only (informerNamespaces),
+// so preflight asks for list and watch there only. Bound cluster-wide, they
+// also grant list and watch in every namespace, which preflight asks for
+// when a plan spans more than maxScopedNamespaces namespaces of a kind and
+// one informer watches it everywhere; Roles in each of many namespaces do
+// not grant that.
 func MigrationRolePermissions(kinds []rules.Kind, strategy rules.Strategy) ([]Permission, error) {
 	var out []Permission
 	for _, k := range kinds {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -123,5 +124,67 @@ func TestPolicyRulesShape(t *testing.T) {
 			slices.Equal(a.Verbs, b.Verbs) && slices.Equal(a.ResourceNames, b.ResourceNames)
 	}) {
 		t.Errorf("rules:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// roleGrants says whether the rules, bound in namespace ("" for a
+// ClusterRoleBinding), allow p.
+func roleGrants(policy []rbacv1.PolicyRule, namespace string, p Permission) bool {
+	return (namespace == "" || p.Namespace == namespace) && slices.ContainsFunc(policy, func(r rbacv1.PolicyRule) bool { return grants(r, p) })
+}
+
+// TestRolesCoverTheWatchers extends TestPolicyRulesMatchPreflight to where
+// the informers watch: the rules of `relabel rbac` bound in one namespace
+// (-n) cover a plan there, and bound cluster-wide any plan; Roles in each of
+// many namespaces lack exactly the cluster-wide list and watch that a plan
+// over more than maxScopedNamespaces namespaces needs, which preflight names.
+func TestRolesCoverTheWatchers(t *testing.T) {
+	spread := func(k rules.Kind, s rules.Strategy, namespaces int) []Item {
+		var out []Item
+		for i := range namespaces {
+			out = append(out, Item{Kind: k, Namespace: fmt.Sprintf("ns-%02d", i), Name: "x", Action: ActionMigrate, Strategy: s})
+		}
+		return out
+	}
+	for _, k := range rules.Builtins() {
+		if !k.Namespaced {
+			continue
+		}
+		for _, s := range []rules.Strategy{rules.TempCopy, rules.Adopt} {
+			perms, err := MigrationRolePermissions([]rules.Kind{k}, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			policy := PolicyRules(perms)
+			for _, n := range []int{1, maxScopedNamespaces, maxScopedNamespaces + 1} {
+				t.Run(fmt.Sprintf("%s/%s/%d namespaces", k.Kind, s, n), func(t *testing.T) {
+					need := RequiredPermissions(spread(k, s, n))
+					// The ClusterRole grants exactly what preflight checks.
+					checkExact(t, policy, need)
+					// A Role in each of the plan's namespaces lacks only the
+					// cluster-wide informer's list and watch.
+					var lacking []Permission
+					for _, p := range need {
+						if p.Namespace == "" || !roleGrants(policy, p.Namespace, p) {
+							lacking = append(lacking, p)
+						}
+					}
+					var want []Permission
+					if n > maxScopedNamespaces {
+						want = WatchPermissions(k, "")
+					}
+					if !slices.Equal(sortedUnique(lacking), sortedUnique(want)) {
+						t.Errorf("Roles in the %d namespaces lack %v, want %v", n, lacking, want)
+					}
+				})
+			}
+			t.Run(fmt.Sprintf("%s/%s/a Role in one namespace", k.Kind, s), func(t *testing.T) {
+				for _, p := range RequiredPermissions(spread(k, s, 1)) {
+					if !roleGrants(policy, "ns-00", p) {
+						t.Errorf("the Role of ns-00 does not grant %s", p)
+					}
+				}
+			})
+		}
 	}
 }

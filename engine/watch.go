@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,16 +32,32 @@ type watchers struct {
 	// restart) must not make a wait last forever.
 	client       dynamic.Interface
 	recheckEvery time.Duration
+	// syncTimeout bounds start's wait for the informers' first list.
+	syncTimeout time.Duration
 }
+
+// informerSyncTimeout bounds the wait for the informers' first list: a list
+// that never succeeds (the API server down, a permission revoked after
+// preflight) ends the run before any write instead of hanging it. It is
+// fixed rather than taken from Options.Timeout: that one bounds an object's
+// rollout, which the cluster's controllers decide, while this one bounds how
+// long the API server may be unavailable, and an API server restart (about
+// a minute) should not fail a run whose --timeout is short. Ctrl-C ends the
+// wait at once whatever the bound.
+const informerSyncTimeout = 2 * time.Minute
 
 // watchScope is one kind's informers: one for all namespaces (key "") or
 // one per namespace.
 type watchScope map[string]*watcher
 
 type watcher struct {
-	informer cache.SharedIndexInformer
-	mu       sync.Mutex
-	waiters  map[string]chan struct{}
+	informer  cache.SharedIndexInformer
+	kind      rules.Kind
+	namespace string // "" for every namespace
+	mu        sync.Mutex
+	waiters   map[string]chan struct{}
+	// lastErr is the last error of the informer's list or watch.
+	lastErr error
 }
 
 // maxScopedNamespaces bounds the informers per kind: up to this many
@@ -50,6 +67,15 @@ type watcher struct {
 const maxScopedNamespaces = 16
 
 // informerNamespaces says where to watch each kind: "" for every namespace.
+// It is the one place that decides it: newWatchers starts these informers
+// and RequiredPermissions asks for list and watch exactly there, so preflight
+// and `relabel rbac` never check less than the watchers do, nor more.
+// A cluster-wide informer therefore needs list and watch in every namespace:
+// asking for them only when the plan spans more than maxScopedNamespaces
+// namespaces (or the kind is cluster-scoped) keeps a run in one namespace,
+// or a few, within a Role of those namespaces (least privilege), while a
+// run over many namespaces, which needs a ClusterRole to list them anyway,
+// keeps one watch per kind instead of hundreds.
 func informerNamespaces(items []Item) map[schema.GroupVersionResource][]string {
 	seen := map[schema.GroupVersionResource]map[string]bool{}
 	kinds := map[schema.GroupVersionResource]rules.Kind{}
@@ -74,7 +100,8 @@ func informerNamespaces(items []Item) map[schema.GroupVersionResource][]string {
 
 func newWatchers(client dynamic.Interface, items []Item) (*watchers, error) {
 	w := &watchers{factories: map[string]dynamicinformer.DynamicSharedInformerFactory{},
-		scopes: map[schema.GroupVersionResource]watchScope{}, client: client, recheckEvery: 20 * time.Second}
+		scopes: map[schema.GroupVersionResource]watchScope{}, client: client,
+		recheckEvery: 20 * time.Second, syncTimeout: informerSyncTimeout}
 	kinds := map[schema.GroupVersionResource]rules.Kind{}
 	for _, it := range items {
 		kinds[it.Kind.GVR()] = it.Kind
@@ -89,7 +116,7 @@ func newWatchers(client dynamic.Interface, items []Item) (*watchers, error) {
 				factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, ns, nil)
 				w.factories[ns] = factory
 			}
-			wt, err := newWatcher(factory.ForResource(gvr).Informer(), kind)
+			wt, err := newWatcher(factory.ForResource(gvr).Informer(), kind, ns)
 			if err != nil {
 				return nil, err
 			}
@@ -99,7 +126,7 @@ func newWatchers(client dynamic.Interface, items []Item) (*watchers, error) {
 	return w, nil
 }
 
-func newWatcher(informer cache.SharedIndexInformer, kind rules.Kind) (*watcher, error) {
+func newWatcher(informer cache.SharedIndexInformer, kind rules.Kind, namespace string) (*watcher, error) {
 	// Objects are kept slim: readiness and label checks need neither
 	// managedFields nor the pod spec.
 	if err := informer.SetTransform(func(obj interface{}) (interface{}, error) {
@@ -110,7 +137,17 @@ func newWatcher(informer cache.SharedIndexInformer, kind rules.Kind) (*watcher, 
 	}); err != nil {
 		return nil, fmt.Errorf("setting the transform of the %s informer: %w", kind.GVRString(), err)
 	}
-	wt := &watcher{informer: informer, waiters: map[string]chan struct{}{}}
+	wt := &watcher{informer: informer, kind: kind, namespace: namespace, waiters: map[string]chan struct{}{}}
+	// The error is kept for start to report why the first list did not
+	// finish; it is logged as client-go would.
+	if err := informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		wt.mu.Lock()
+		wt.lastErr = err
+		wt.mu.Unlock()
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	}); err != nil {
+		return nil, fmt.Errorf("setting the error handler of the %s informer: %w", kind.GVRString(), err)
+	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    wt.notify,
 		UpdateFunc: func(_, obj interface{}) { wt.notify(obj) },
@@ -119,6 +156,20 @@ func newWatcher(informer cache.SharedIndexInformer, kind rules.Kind) (*watcher, 
 		return nil, fmt.Errorf("watching %s: %w", kind.GVRString(), err)
 	}
 	return wt, nil
+}
+
+func (wt *watcher) err() error {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	return wt.lastErr
+}
+
+// where names the informer for error messages.
+func (wt *watcher) where() string {
+	if wt.namespace == "" {
+		return wt.kind.GVRString() + " in every namespace"
+	}
+	return fmt.Sprintf("%s in namespace %s", wt.kind.GVRString(), wt.namespace)
 }
 
 // watcherFor is the informer that sees objects of kind in namespace.
@@ -133,19 +184,72 @@ func (w *watchers) watcherFor(kind rules.Kind, namespace string) (*watcher, erro
 	return nil, fmt.Errorf("no informer watches %s in namespace %q", kind.GVRString(), namespace)
 }
 
-// start runs the informers and waits for their first list.
-func (w *watchers) start(ctx context.Context) error {
+// syncPoll is how often start looks at the informers' first lists.
+const syncPoll = 100 * time.Millisecond
+
+// start runs the informers on run and waits for their first list, for as
+// long as wait is not done and at most w.syncTimeout. The informers keep
+// running on run once synced; when start fails, the caller stops them with
+// stop. An informer whose list is forbidden fails at once: preflight checked
+// the permission, so retrying will not help.
+func (w *watchers) start(run, wait context.Context) error {
 	for _, factory := range w.factories {
-		factory.Start(ctx.Done())
+		factory.Start(run.Done())
 	}
-	for ns, factory := range w.factories {
-		for gvr, synced := range factory.WaitForCacheSync(ctx.Done()) {
-			if !synced {
-				return fmt.Errorf("the %s informer of namespace %q did not sync: %w", rules.FormatGVR(gvr), ns, ctx.Err())
-			}
+	var all []*watcher
+	for _, gvr := range slices.SortedFunc(maps.Keys(w.scopes), func(a, b schema.GroupVersionResource) int {
+		return strings.Compare(rules.FormatGVR(a), rules.FormatGVR(b))
+	}) {
+		for _, ns := range slices.Sorted(maps.Keys(w.scopes[gvr])) {
+			all = append(all, w.scopes[gvr][ns])
 		}
 	}
-	return nil
+	timer := time.NewTimer(w.syncTimeout)
+	defer timer.Stop()
+	poll := time.NewTicker(syncPoll)
+	defer poll.Stop()
+	for {
+		var pending []*watcher
+		for _, wt := range all {
+			if !wt.informer.HasSynced() {
+				pending = append(pending, wt)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		for _, wt := range pending {
+			if err := wt.err(); apierrors.IsForbidden(err) {
+				return fmt.Errorf("watching %s: the first list was refused: %w", wt.where(), err)
+			}
+		}
+		select {
+		case <-poll.C:
+		case <-timer.C:
+			return syncError(pending, fmt.Sprintf("the first list did not finish within %s", w.syncTimeout), nil)
+		case <-wait.Done():
+			return syncError(pending, "interrupted before the first list finished", wait.Err())
+		case <-run.Done():
+			return syncError(pending, "stopped before the first list finished", run.Err())
+		}
+	}
+}
+
+// syncError names the first informer that has not synced, its last list or
+// watch error, and how many others are still waiting.
+func syncError(pending []*watcher, what string, cause error) error {
+	first := pending[0]
+	msg := "watching " + first.where() + ": " + what
+	if err := first.err(); err != nil {
+		msg += " (last error: " + err.Error() + ")"
+	}
+	if len(pending) > 1 {
+		msg += fmt.Sprintf("; %d more informers have not synced either", len(pending)-1)
+	}
+	if cause != nil {
+		return fmt.Errorf("%s: %w", msg, cause)
+	}
+	return errors.New(msg)
 }
 
 func (w *watchers) stop() {
