@@ -235,7 +235,7 @@ func TestRBACCommand(t *testing.T) {
 	}{
 		{[]string{"rbac", "--strategy", "fast"}, `--strategy "fast"`},
 		{[]string{"rbac", "--audit-only", "--strategy", "adopt"}, "exclude each other"},
-		{[]string{"rbac", "--gvr", "rollouts"}, "--rules"},
+		{[]string{"rbac", "--gvr", "widgets"}, "--rules"},
 		{[]string{"rbac", "--name", "Relabel"}, `--name "Relabel"`},
 		{[]string{"rbac", "--rules", rulesFile, "--gvr", "nodes.example.com", "--strategy", "adopt"}, "no adopt rule"},
 		{[]string{"rbac", "--rules", rulesFile, "-n", "shop"}, "example.com/v1/nodes is cluster-scoped"},

@@ -37,6 +37,9 @@ type Observed struct {
 	CopyOurs bool
 	// CopyOfThisOriginal: the copy records the UID of the original present now.
 	CopyOfThisOriginal bool
+	// CopyLeftOver: the copy is of an earlier original whose migration
+	// finished: the present one carries the label the copy's run added.
+	CopyLeftOver bool
 	// CopyStale: the copy's spec is not what the original would give now.
 	CopyStale bool
 	CopyReady bool
@@ -145,6 +148,17 @@ func decideTempCopy(o Observed) Decision {
 		return Decision{Next: WaitOriginalReady}
 
 	// The original is there without the label.
+	case o.Copy != Absent && !o.CopyOfThisOriginal && o.CopyLeftOver:
+		// An earlier run, adding another label, stopped before removing its copy.
+		switch {
+		case o.Copy == Terminating:
+			return Decision{Next: WaitCopyGone}
+		case o.OriginalReady:
+			return Decision{Next: DeleteCopy}
+		case o.OriginalGaveUp != "":
+			return Decision{Stop, reasonNotReady + ": " + o.OriginalGaveUp}
+		}
+		return Decision{Next: WaitOriginalReady}
 	case o.Copy != Absent && !o.CopyOfThisOriginal:
 		return Decision{Stop, reasonOtherWriter}
 	case o.Original == Terminating && o.Copy == Present:

@@ -53,6 +53,11 @@ func TestDecideTempCopy(t *testing.T) {
 		{"one conflict: try again", changed(copyReady, func(o *Observed) { o.Replaces = 1 }), DeleteOriginal, ""},
 
 		{"the new object never got ready: stop, the copy serves", changed(recreated, func(o *Observed) { o.OriginalGaveUp = "timed out" }), Stop, reasonNotReady},
+		{"a copy left by an earlier run adding another label, the original ready: delete it", changed(copyReady, func(o *Observed) {
+			o.CopyOfThisOriginal, o.CopyLeftOver, o.OriginalReady = false, true, true
+		}), DeleteCopy, ""},
+		{"a copy left by an earlier run, the original not ready: wait", changed(copyReady, func(o *Observed) { o.CopyOfThisOriginal, o.CopyLeftOver = false, true }),
+			WaitOriginalReady, ""},
 		{"someone else recreated the original: stop", changed(copyReady, func(o *Observed) { o.CopyOfThisOriginal = false }), Stop, reasonOtherWriter},
 		{"someone else deletes the original, no copy: stop", Observed{Original: Terminating}, Stop, reasonDeletedByOther},
 		{"someone else deletes the relabelled original: stop", changed(recreated, func(o *Observed) { o.Original = Terminating }), Stop, reasonDeletedByOther},

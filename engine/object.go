@@ -102,6 +102,9 @@ func (om objectMigration) observeTempCopy(ctx context.Context, mem memory) (temp
 	if st.temp != nil {
 		o.CopyOurs = om.isOurCopy(st.temp)
 		o.CopyOfThisOriginal = st.original != nil && st.temp.GetAnnotations()[workload.OriginUIDAnnotation] == string(st.original.GetUID())
+		if st.original != nil && !o.CopyOfThisOriginal {
+			o.CopyLeftOver = om.carriesLabelOf(st.original, st.temp)
+		}
 		v, err := om.item.Kind.Judge(st.temp)
 		switch {
 		case err != nil && o.CopyGaveUp == "":
@@ -296,6 +299,17 @@ func (om objectMigration) waitGone(ctx context.Context, obj *unstructured.Unstru
 		return errorf(it, "%s; rerun once it is gone", msg)
 	}
 	return err
+}
+
+// carriesLabelOf says whether original carries the label the copy's run
+// was adding: that run recreated it, and only its copy is left.
+func (om objectMigration) carriesLabelOf(original, temp *unstructured.Unstructured) bool {
+	label, err := workload.ParseLabel(temp.GetAnnotations()[workload.TargetAnnotation], false)
+	if err != nil {
+		return false
+	}
+	report, err := workload.Check(original, om.item.Kind, label)
+	return err == nil && report.Complete()
 }
 
 func isComplete(obj *unstructured.Unstructured, om objectMigration) bool {

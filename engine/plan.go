@@ -212,8 +212,11 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 					return nil, err
 				}
 				if i, ok := originals[mk[0]+"/"+mk[1]]; ok {
-					if it := &items[i]; it.Action == ActionSkip && it.Reason == ReasonLabelled {
+					switch it := &items[i]; {
+					case it.Action == ActionSkip && it.Reason == ReasonLabelled:
 						it.Action, it.Strategy, it.Label, it.Reason = ActionResume, rules.Adopt, label, "labelled, adoption not finished"
+					case it.Action == ActionSkip && it.Reason == reasonDeleting:
+						it.Action, it.Strategy, it.Label, it.Reason = ActionResume, rules.Adopt, label, "being orphan-deleted by an interrupted run; recreated once gone"
 					}
 					continue
 				}

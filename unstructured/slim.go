@@ -32,10 +32,13 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 func Redacted(obj *unstructured.Unstructured, kind rules.Kind) *unstructured.Unstructured {
 	out := obj.DeepCopy()
 	if ann := out.GetAnnotations(); ann != nil {
-		if _, ok := ann[lastApplied]; ok {
-			ann[lastApplied] = redactedValue
-			out.SetAnnotations(ann)
+		// A copy keeps the original's last-applied inside its origin record.
+		for _, k := range []string{lastApplied, OriginMetadataAnnotation} {
+			if _, ok := ann[k]; ok {
+				ann[k] = redactedValue
+			}
 		}
+		out.SetAnnotations(ann)
 	}
 	spec, ok := kind.PodSpecPath()
 	if !ok {
