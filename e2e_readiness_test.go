@@ -168,3 +168,51 @@ spec:
 		}
 	}
 }
+
+// A custom resource whose schema has no status cannot be judged ready:
+// migrating it is refused before any write, with a rule to give it.
+func TestKindWithoutStatusIsRefused(t *testing.T) {
+	c := testcluster.Get(t)
+	c.CreateCRD(t, []byte(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.demo.relabel.dev}
+spec:
+  group: demo.relabel.dev
+  scope: Namespaced
+  names: {kind: Gadget, plural: gadgets, singular: gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              selector:
+                type: object
+                properties:
+                  matchLabels: {type: object, additionalProperties: {type: string}}
+              template:
+                type: object
+                x-kubernetes-preserve-unknown-fields: true
+`))
+	ns := c.Namespace(t)
+	c.ApplyYAML(t, ns, []byte(`apiVersion: demo.relabel.dev/v1
+kind: Gadget
+metadata: {name: g, labels: {app: g}}
+spec:
+  selector: {matchLabels: {app: g}}
+  template: {metadata: {labels: {app: g}}}
+`))
+	t0 := time.Now()
+	r := relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--gvr", "gadgets.demo.relabel.dev", "--yes", "--backup-dir", t.TempDir())
+	if r.code != 2 || !strings.Contains(r.stderr, "readiness:") {
+		t.Errorf("exit %d, want 2 with a readiness rule to give", r.code)
+	}
+	if writes := writesOnly(t, c, t0, ns); len(writes) > 0 {
+		t.Errorf("%d writes, want none: %+v", len(writes), writes)
+	}
+}
