@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 			}
 			defer os.RemoveAll(dir)
 			relabelBin = filepath.Join(dir, "relabel")
-			if out, err := exec.Command("go", "build", "-o", relabelBin, ".").CombinedOutput(); err != nil {
+			if out, err := exec.Command("go", "build", "-tags", "relabeltest", "-o", relabelBin, ".").CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "building relabel: %v\n%s", err, out)
 				return 1
 			}

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"relabel.dev/relabel/internal/cli"
 )
@@ -27,10 +25,15 @@ const (
 	exitError    = 1
 	exitUsage    = 2
 	exitFindings = 3
+	// exitForced: the user forced the stop with a third Ctrl-C, 128+SIGINT
+	// as a shell reports a process that SIGINT ended.
+	exitForced = 130
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM cancels ctx; the next two report what a
+	// forced stop would leave behind, then force it (cli.Interrupts).
+	ctx, stop := cli.NotifyInterrupts(context.Background(), os.Stderr, func() { os.Exit(exitForced) })
 	program := filepath.Base(os.Args[0])
 	app := cli.NewApp(program, cli.BuildInfo{Version: version, Commit: commit, Date: date}, os.Stdin, os.Stdout, os.Stderr)
 	err := app.RunContext(ctx, os.Args)

@@ -1,22 +1,16 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"relabel.dev/relabel/engine"
 	"relabel.dev/relabel/rules"
@@ -205,99 +199,27 @@ func migrateAction(c *cli.Context) error {
 	return migrationOutcome(results, cm.act)
 }
 
-// clusterMigration is one cluster's migration, planned and checked.
-type clusterMigration struct {
-	target  Target
-	clients *Clients
-	items   []engine.Item
-	act     int
-	backups engine.Backups
-}
-
-// planCluster plans one cluster's migration and checks, without writing,
-// all that must hold before the first write: the namespace, the plan,
-// permissions and the backup directory.
-func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Writer) (*clusterMigration, error) {
-	clients, kinds, err := connectAndSelect(ctx, t.Connection, stderr, cfg.Rules, cfg.GVRs)
-	if err != nil {
-		return nil, err
-	}
-	if clients.Namespace != "" {
-		// Users limited to one namespace may not read namespaces; only a clear "not found" stops here.
-		if _, err := clients.Kube.CoreV1().Namespaces().Get(ctx, clients.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			return nil, UsageError{Err: fmt.Errorf("namespace %s does not exist", clients.Namespace)}
-		}
-	}
-	cm := &clusterMigration{target: t, clients: clients, backups: engine.Backups{Dir: cfg.BackupDir}}
-	if cfg.Several {
-		// Two clusters may hold objects of the same namespace and name.
-		cm.backups.Dir = filepath.Join(cfg.BackupDir, contextDir(t.Context))
-	}
-	scope := engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}
-	cm.items, err = engine.Plan(ctx, engine.Auditor{Dynamic: clients.Dynamic}, scope, engine.PlanOptions{
-		Label: cfg.Label, IncludeOwned: cfg.IncludeOwned, NamespaceGiven: t.Namespace != "",
-		Strategy: cfg.Strategy, Backups: &cm.backups, Rules: cfg.Rules, MaxSurgePods: cfg.MaxSurgePods,
-	})
-	if errors.Is(err, engine.ErrStrategyRefused) || errors.Is(err, engine.ErrBadRule) {
-		return nil, UsageError{Err: err}
-	}
-	if err != nil {
-		return nil, err
-	}
-	printPlan(stderr, cm.items, cm.backups.Dir)
-	// A selector that already has the key with another value is a mistake to
-	// look into, not something to step around.
-	var conflicts []string
-	for _, it := range cm.items {
-		if it.Conflict {
-			conflicts = append(conflicts, it.Kind.Kind+" "+it.Ref()+": "+it.Reason)
-		}
-	}
-	if len(conflicts) > 0 {
-		return nil, usageErrorf("%d objects cannot take the label, nothing was changed (exclude them with -l): %s", len(conflicts), strings.Join(conflicts, "; "))
-	}
-	if cm.act, _ = engine.Count(cm.items); cm.act == 0 || cfg.DryRun != engine.DryRunNone {
-		return cm, nil
-	}
-	missing, err := engine.Preflight(ctx, clients.Kube.AuthorizationV1().SelfSubjectAccessReviews(), engine.RequiredPermissions(cm.items))
-	if err != nil {
-		return nil, err
-	}
-	if len(missing) > 0 {
-		return nil, engine.MissingPermissionsError{Missing: missing}
-	}
-	if err := cm.backups.Check(); err != nil {
-		return nil, err
-	}
-	return cm, nil
-}
-
-// contextDir names a context's backup directory: context names may hold
-// slashes (EKS ARNs) and must not climb out of the backup directory.
-func contextDir(context string) string {
-	name := url.PathEscape(context)
-	if strings.Trim(name, ".") == "" {
-		name = strings.ReplaceAll(name, ".", "%2E")
-	}
-	return name
-}
-
-// lock takes the Lease of every namespace the plan writes to.
-func (cm *clusterMigration) lock(ctx context.Context) (release func(), err error) {
-	return engine.Locks{Client: cm.clients.Kube.CoordinationV1(), Identity: engine.NewIdentity()}.Acquire(ctx, planNamespaces(cm.items))
-}
-
 // run migrates the cluster's planned objects.
 func (cm *clusterMigration) run(ctx context.Context, cfg MigrateConfig, stderr io.Writer) ([]engine.Result, error) {
 	events := &engine.Events{Client: cm.clients.Kube.CoreV1()}
 	defer events.Wait()
 	progress := newProgressPrinter(stderr, cm.act, crashAfter())
 	defer progress.close()
+	var leases []string
+	if cfg.DryRun == engine.DryRunNone {
+		leases = leaseNamespaces(cm.items)
+	}
+	// What Ctrl-C reports comes from the steps the objects report.
+	flight := newInFlight(cfg.TempSuffix, leases)
+	defer interruptsFrom(ctx).follow(flight, progress.notice)()
 	m := &engine.Migrator{
-		Dynamic:    cm.clients.Dynamic,
-		Backups:    cm.backups,
-		Events:     events,
-		OnProgress: progress.print,
+		Dynamic: cm.clients.Dynamic,
+		Backups: cm.backups,
+		Events:  events,
+		OnProgress: func(pr engine.Progress) {
+			flight.record(pr)
+			progress.print(pr)
+		},
 		Options: engine.Options{
 			TempSuffix: cfg.TempSuffix, Timeout: cfg.Timeout, Concurrency: cfg.Concurrency,
 			DryRun: cfg.DryRun,
@@ -393,182 +315,4 @@ func migrateClusters(c *cli.Context, cfg MigrateConfig) error {
 		return err
 	}
 	return worstOutcome(outcomes)
-}
-
-func printPlan(w io.Writer, items []engine.Item, backupDir string) {
-	act, skip := engine.Count(items)
-	fmt.Fprintf(w, "Plan: %d objects to migrate (%d skipped), backups in %s\n", act, skip, backupDir)
-	for _, it := range items {
-		if it.Action == engine.ActionSkip {
-			// Objects left alone for a reason other than being done are worth a line.
-			if it.Reason != engine.ReasonLabelled && it.Reason != "" {
-				fmt.Fprintf(w, "  %-8s %s %s: %s\n", it.Action, it.Kind.Kind, it.Ref(), it.Reason)
-			}
-			continue
-		}
-		line := fmt.Sprintf("  %-8s %s %s +%s (%s)", it.Action, it.Kind.Kind, it.Ref(), it.Label, it.Strategy)
-		if it.Reason != "" {
-			line += ": " + it.Reason
-		}
-		if it.ManagedBy != "" {
-			line += fmt.Sprintf("; warning: managed by %s, which may revert the change", it.ManagedBy)
-		}
-		fmt.Fprintln(w, line)
-	}
-}
-
-// planNamespaces lists the namespaces the plan writes to.
-func planNamespaces(items []engine.Item) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, it := range items {
-		if it.Action != engine.ActionSkip && !seen[it.Namespace] {
-			seen[it.Namespace] = true
-			out = append(out, it.Namespace)
-		}
-	}
-	return out
-}
-
-// confirm asks on a terminal before the first write; without one, --yes is required.
-func confirm(stdin io.Reader, w io.Writer, yes bool, count int) error {
-	if yes {
-		return nil
-	}
-	f, ok := stdin.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return usageErrorf("refusing to change %d objects without confirmation: no terminal to ask on; pass --yes", count)
-	}
-	fmt.Fprintf(w, "Migrate %d objects? [y/N] ", count)
-	answer, _ := bufio.NewReader(stdin).ReadString('\n')
-	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-		return usageErrorf("not confirmed; nothing was changed")
-	}
-	return nil
-}
-
-// EnvCrashAfter makes relabel kill itself right after the named step; the
-// crash-safety tests use it to stop a migration at a precise point.
-const EnvCrashAfter = "RELABEL_TEST_CRASH_AFTER"
-
-// crashPoint is STEP or STEP:N, the Nth time any object reaches STEP.
-type crashPoint struct {
-	step  engine.Step
-	count int
-}
-
-func crashAfter() crashPoint {
-	step, n, _ := strings.Cut(os.Getenv(EnvCrashAfter), ":")
-	count, err := strconv.Atoi(n)
-	if err != nil || count < 1 {
-		count = 1
-	}
-	return crashPoint{step: engine.Step(step), count: count}
-}
-
-// MigrationReport is the machine-readable form of a migration's results.
-type MigrationReport struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Label      string            `json:"label"`
-	DryRun     string            `json:"dryRun,omitempty"`
-	Summary    map[string]int    `json:"summary"`
-	Items      []MigrationResult `json:"items"`
-}
-
-// MigrationResult is one object's line of the report.
-type MigrationResult struct {
-	GVR             string  `json:"gvr"`
-	Kind            string  `json:"kind"`
-	Namespace       string  `json:"namespace,omitempty"`
-	Name            string  `json:"name"`
-	Strategy        string  `json:"strategy"`
-	Outcome         string  `json:"outcome"`
-	DurationSeconds float64 `json:"durationSeconds"`
-	Message         string  `json:"message,omitempty"`
-	// label and diff (with its header) are for the table only.
-	label string
-	diff  string
-}
-
-func newMigrationReport(cfg MigrateConfig, results []engine.Result) MigrationReport {
-	report := MigrationReport{APIVersion: SchemaVersion, Kind: "MigrationReport", Label: cfg.Label.String(), DryRun: string(cfg.DryRun),
-		Summary: map[string]int{}, Items: []MigrationResult{}}
-	for _, r := range results {
-		report.Summary[string(r.Outcome)]++
-		item := MigrationResult{
-			GVR: r.Item.Kind.GVRString(), Kind: r.Item.Kind.Kind, Namespace: r.Item.Namespace, Name: r.Item.Name,
-			Strategy: string(r.Item.Strategy), Outcome: string(r.Outcome), DurationSeconds: r.Duration.Round(time.Millisecond).Seconds(), Message: r.Message,
-			label: r.Item.Label.String(),
-		}
-		if r.Diff != "" {
-			item.diff = fmt.Sprintf("# %s %s\n%s\n", r.Item.Kind.Kind, r.Item.Ref(), r.Diff)
-		}
-		report.Items = append(report.Items, item)
-	}
-	return report
-}
-
-func printMigrationReport(w io.Writer, cfg MigrateConfig, report MigrationReport) error {
-	if cfg.Output == outputJSON || cfg.Output == outputYAML {
-		return printDocument(w, cfg.Output, report)
-	}
-	if len(report.Items) == 0 {
-		fmt.Fprintln(w, "Nothing to migrate.")
-		return nil
-	}
-	for _, r := range report.Items {
-		fmt.Fprint(w, r.diff)
-	}
-	wide := cfg.Output == outputWide
-	headers := []string{"NAMESPACE", "KIND", "NAME", "RESULT", "DURATION", "MESSAGE"}
-	if wide {
-		headers = []string{"NAMESPACE", "KIND", "NAME", "RESULT", "DURATION", "STRATEGY", "LABEL", "GVR", "MESSAGE"}
-	}
-	t := newTable(w, headers...)
-	for _, r := range report.Items {
-		duration := fmt.Sprintf("%.1fs", r.DurationSeconds)
-		if wide {
-			t.row(r.Namespace, r.Kind, r.Name, r.Outcome, duration, r.Strategy, r.label, r.GVR, r.Message)
-		} else {
-			t.row(r.Namespace, r.Kind, r.Name, r.Outcome, duration, r.Message)
-		}
-	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\nmigrated %d, skipped %d, failed %d, interrupted %d\n",
-		report.Summary[string(engine.Migrated)], report.Summary[string(engine.Skipped)], report.Summary[string(engine.Failed)], report.Summary[string(engine.Interrupted)])
-	return nil
-}
-
-// MultiClusterMigrationReport is the machine-readable form of a migration
-// over several contexts: each cluster's MigrationReport and, when it
-// failed or was not started, its error.
-type MultiClusterMigrationReport struct {
-	APIVersion string                           `json:"apiVersion"`
-	Kind       string                           `json:"kind"`
-	Label      string                           `json:"label"`
-	DryRun     string                           `json:"dryRun,omitempty"`
-	Clusters   []ClusterResult[MigrationReport] `json:"clusters"`
-}
-
-func printMultiMigration(w io.Writer, cfg MigrateConfig, results []ClusterResult[MigrationReport]) error {
-	if cfg.Output == outputJSON || cfg.Output == outputYAML {
-		return printDocument(w, cfg.Output, MultiClusterMigrationReport{
-			APIVersion: SchemaVersion, Kind: "MultiClusterMigrationReport", Label: cfg.Label.String(), DryRun: string(cfg.DryRun), Clusters: results,
-		})
-	}
-	for i, r := range results {
-		sectionHeader(w, i == 0, r.Context, r.Server)
-		if r.Report != nil {
-			if err := printMigrationReport(w, cfg, *r.Report); err != nil {
-				return err
-			}
-		}
-		if r.Error != "" {
-			fmt.Fprintln(w, "error:", r.Error)
-		}
-	}
-	return nil
 }

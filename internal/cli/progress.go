@@ -89,14 +89,19 @@ func (p *progressPrinter) print(pr engine.Progress) {
 		p.lastStatus = time.Now()
 		fmt.Fprintln(p.w, p.status())
 	}
-	if p.crash.step != "" && pr.Step == p.crash.step {
-		// A crash exactly after a step, for the crash-safety tests.
-		if p.crash.count--; p.crash.count <= 0 {
-			// SIGKILL on Unix; os.Process.Kill also builds for Windows.
-			if self, err := os.FindProcess(os.Getpid()); err == nil {
-				_ = self.Kill()
-			}
-		}
+	p.crash.after(pr.Step) // only in a binary built with -tags relabeltest
+}
+
+// notice prints lines that are not about one object, such as what Ctrl-C
+// does, above the status line.
+func (p *progressPrinter) notice(lines ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range lines {
+		p.line(l, "")
+	}
+	if p.terminal {
+		p.redrawStatus()
 	}
 }
 
