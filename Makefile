@@ -43,9 +43,14 @@ deploy-manifests: ## regenerate deploy/rbac*.yaml from relabel rbac
 demo: build ## start the local cluster, load sample workloads, run relabel on them
 	bash internal/cluster/demo.sh
 
-test: lint test-deps reproducible ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests)
+# The Argo Rollouts controller is built (cached) before any cluster starts, and
+# runs in a cluster of its own: its CRDs take the names rollouts and ro, which
+# the other tests give to a workload CRD of theirs.
+test: lint test-deps reproducible ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests; a third with Argo Rollouts' controller)
+	bash $(CLUSTER) rollouts-bin >/dev/null
 	RELABEL_TEST_KUBECONFIG=$$(bash $(CLUSTER) up relabel-test) \
 	RELABEL_TEST_KUBECONFIG_B=$$(RELABEL_CLUSTER_NODES=1 bash $(CLUSTER) up relabel-test-b) \
+	RELABEL_TEST_KUBECONFIG_ROLLOUTS=$$(bash $(CLUSTER) rollouts relabel-test-rollouts) \
 		$(GO) test -race -count=1 -timeout 60m ./...
 	cd internal/krewcheck && $(GO) test -count=1 ./...
 
@@ -80,6 +85,7 @@ cluster-down: ## delete the local clusters
 	@bash $(CLUSTER) down
 	@bash $(CLUSTER) down relabel-test
 	@bash $(CLUSTER) down relabel-test-b
+	@bash $(CLUSTER) down relabel-test-rollouts
 
 clean:
 	rm -rf bin dist

@@ -221,7 +221,7 @@ rollouts_bin() {
 	[[ -d "$src" ]] || { log "downloading github.com/argoproj/argo-rollouts@$ROLLOUTS_VERSION failed"; return 1; }
 	pkg=github.com/argoproj/argo-rollouts/utils/version
 	ldflags="-s -w -X $pkg.version=${ROLLOUTS_VERSION#v} -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-	log "building Argo Rollouts $ROLLOUTS_VERSION's controller into $dir (about 20 minutes on a cold cache)"
+	log "building Argo Rollouts $ROLLOUTS_VERSION's controller into $dir (about 10 minutes on a cold cache)"
 	(
 		cd "$src"
 		CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOWORK=off \

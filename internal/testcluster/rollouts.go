@@ -49,7 +49,7 @@ var withRollouts struct {
 // controller runs, started once per process if needed: the cluster named by
 // EnvKubeconfigRollouts, else the one of EnvKubeconfig when it is not a cluster
 // cluster.sh started, else NameRollouts through cluster.sh rollouts. cluster.sh
-// builds the controller on first use (about 20 minutes) and restarts it when it
+// builds the controller on first use (about 10 minutes) and restarts it when it
 // died. On a cluster cluster.sh did not start nothing is installed: the test is
 // skipped unless the CRDs are established and a controller is there.
 func Rollouts(t testing.TB) *Cluster {
