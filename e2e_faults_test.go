@@ -91,7 +91,7 @@ func TestRandomKills(t *testing.T) {
 		engine.StepRecreated, engine.StepReady, engine.StepCopyDeleted, engine.StepDependentsLabelled, engine.StepOrphaned, engine.StepOrphansDeleted}
 	backups := t.TempDir()
 	run := func(label string, env ...string) run {
-		return relabel(t, c, env, "--label", label, "-n", ns, "--yes", "--backup-dir", backups, "--concurrency", "5")
+		return relabel(t, c, env, "--label", label, "-n", ns, "--yes", "--backup-dir", backups, "--concurrency", "5", "-v", "1")
 	}
 	// Each trial adds its own key, so that every trial has work to do; it
 	// also finishes whatever the trial before it left half done.

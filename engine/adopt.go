@@ -41,7 +41,7 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		oldUID, _, err := om.Backups.AdoptMarker(kind, it.Namespace, it.Name)
+		oldUID, markedLabel, err := om.Backups.AdoptMarker(kind, it.Namespace, it.Name)
 		if err != nil {
 			return err
 		}
@@ -50,6 +50,10 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 		if original != nil {
 			o.OriginalLabelled = isComplete(original, om)
 			o.MarkerOfThisOriginal = oldUID == string(original.GetUID())
+			if o.Marker && !o.MarkerOfThisOriginal {
+				report, err := workload.Check(original, kind, markedLabel)
+				o.MarkerLeftOver = err == nil && report.Complete()
+			}
 			if v, err := kind.Judge(original); err == nil {
 				o.OriginalReady = v.Ready
 			}

@@ -55,6 +55,9 @@ type Observed struct {
 	Marker bool
 	// MarkerOfThisOriginal: the marker records the UID of the original present now.
 	MarkerOfThisOriginal bool
+	// MarkerLeftOver: the marker is of an earlier original whose migration
+	// finished but for its clean-up: the present one carries its label.
+	MarkerLeftOver bool
 
 	// Replaces counts the attempts to delete the original in this run.
 	Replaces int
@@ -210,6 +213,15 @@ func decideAdopt(o Observed) Decision {
 		}
 		return Decision{Next: WaitOriginalReady}
 
+	case o.Marker && !o.MarkerOfThisOriginal && o.MarkerLeftOver:
+		// An earlier run, adding another label, stopped before its clean-up.
+		switch {
+		case o.OriginalReady:
+			return Decision{Next: DeleteOrphans}
+		case o.OriginalGaveUp != "":
+			return Decision{Stop, reasonNotReady + ": " + o.OriginalGaveUp}
+		}
+		return Decision{Next: WaitOriginalReady}
 	case o.Marker && !o.MarkerOfThisOriginal:
 		return Decision{Stop, reasonOtherWriter}
 	case o.Original == Terminating && o.Marker:

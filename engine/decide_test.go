@@ -103,6 +103,9 @@ func TestDecideAdopt(t *testing.T) {
 
 		{"admission refuses: stop, nothing touched", changed(untouched, func(o *Observed) { o.Refused = "denied" }), Stop, "denied"},
 		{"the new object never got ready: stop", changed(recreated, func(o *Observed) { o.OriginalGaveUp = "timed out" }), Stop, reasonNotReady},
+		{"a marker left by an earlier run adding another label, ready: clean up", changed(marked, func(o *Observed) {
+			o.MarkerOfThisOriginal, o.MarkerLeftOver, o.OriginalReady = false, true, true
+		}), DeleteOrphans, ""},
 		{"the marker is of another object: stop", changed(marked, func(o *Observed) { o.MarkerOfThisOriginal = false }), Stop, reasonOtherWriter},
 		{"someone else deletes it: stop", Observed{Original: Terminating}, Stop, reasonDeletedByOther},
 		{"the original keeps changing: stop", changed(untouched, func(o *Observed) { o.Replaces = maxReplaces }), Stop, reasonTooManyTries},

@@ -328,6 +328,11 @@ func (om objectMigration) copyIsStale(original, temp *unstructured.Unstructured)
 	if err != nil {
 		return false, errorf(om.item, "building the copy: %w", err)
 	}
+	// A copy made by a run adding another label serves as well, but must
+	// record the label of the run that will recreate the original.
+	if temp.GetAnnotations()[workload.TargetAnnotation] != om.item.Label.String() {
+		return true, nil
+	}
 	return !equality.Semantic.DeepEqual(want.Object["spec"], temp.Object["spec"]), nil
 }
 
@@ -341,6 +346,9 @@ func (om objectMigration) refreshCopy(ctx context.Context, original, temp *unstr
 	}
 	updated := temp.DeepCopy()
 	updated.Object["spec"] = want.Object["spec"]
+	ann := updated.GetAnnotations()
+	ann[workload.TargetAnnotation] = om.item.Label.String()
+	updated.SetAnnotations(ann)
 	updated, err = om.client().Update(ctx, updated, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, errorf(om.item, "updating the copy %s to the original's current spec: %w", temp.GetName(), err)
