@@ -118,6 +118,7 @@ func rolloutKind() rules.Kind {
 		Group: "demo.relabel.dev", Version: "v1alpha1", Kind: "Rollout", Resource: "rollouts", Namespaced: true,
 		SelectorPath: rules.StandardSelectorPath, TemplateLabelsPath: rules.StandardTemplateLabelsPath,
 		Strategy: rules.TempCopy, MaxNameLength: 63, Readiness: rules.ReadinessKstatus, Source: rules.SourceCRD,
+		Guards: []rules.Guard{{Path: "spec.volumeClaimTemplates", Effect: rules.NoCopy, Reason: "it has volumeClaimTemplates: a copy would run on new, empty volumes"}},
 	}
 }
 

@@ -189,7 +189,9 @@ func TestOffline(t *testing.T) {
 	for _, k := range found.Workloads {
 		gvrs = append(gvrs, k.GVRString())
 	}
-	if got, want := strings.Join(gvrs, " "), "apps/v1/daemonsets apps/v1/deployments apps/v1/statefulsets example.com/v1/workloads"; got != want {
+	// Without a cluster every built-in kind is known, the custom ones relabel knows too.
+	if got, want := strings.Join(gvrs, " "), "apps.kruise.io/v1alpha1/clonesets apps.kruise.io/v1alpha1/daemonsets apps.kruise.io/v1beta1/statefulsets "+
+		"apps/v1/daemonsets apps/v1/deployments apps/v1/statefulsets argoproj.io/v1alpha1/rollouts example.com/v1/workloads"; got != want {
 		t.Errorf("workloads %q, want %q", got, want)
 	}
 	for arg, want := range map[string]string{
@@ -201,7 +203,10 @@ func TestOffline(t *testing.T) {
 			t.Errorf("Resolve(%q) = %s, %v; want %s", arg, k.GVRString(), err, want)
 		}
 	}
-	if _, err := found.Resolve("rollouts"); !errors.Is(err, ErrUnknownResource) {
-		t.Errorf("Resolve(rollouts): err %v, want ErrUnknownResource", err)
+	if k, err := found.Resolve("rollouts"); err != nil || k.GVRString() != "argoproj.io/v1alpha1/rollouts" {
+		t.Errorf("Resolve(rollouts) = %s, %v; want Argo Rollouts' rollouts", k.GVRString(), err)
+	}
+	if _, err := found.Resolve("widgets"); !errors.Is(err, ErrUnknownResource) {
+		t.Errorf("Resolve(widgets): err %v, want ErrUnknownResource", err)
 	}
 }
