@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"relabel.dev/relabel/engine"
+	"relabel.dev/relabel/internal/cli"
 	"relabel.dev/relabel/internal/testcluster"
 )
 
@@ -107,4 +108,40 @@ spec:
 		_, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "held-temp", metav1.GetOptions{})
 		return isNotFound(err), nil
 	})
+}
+
+// TestAdoptResumesFromAnotherMachine interrupts an adopt migration right
+// after its orphan delete and reruns it with an empty backup directory, as
+// from another machine or a Job pod with a fresh volume: the record on the
+// pods says the StatefulSet must come back, and what it was.
+func TestAdoptResumesFromAnotherMachine(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	applyDemo(t, c, ns)
+	waitRolledOut(t, c, ns)
+	before := get(t, c, statefulsets, ns, "db")
+	args := func(dir string) []string {
+		return []string{"--label", "stage=production", "-n", ns, "--gvr", "sts", "--yes", "--backup-dir", dir}
+	}
+	if r := relabel(t, c, []string{cli.EnvCrashAfter + "=" + string(engine.StepOrphaned)}, args(t.TempDir())...); !r.killed {
+		t.Fatalf("relabel was not killed after the orphan delete (exit %d)", r.code)
+	}
+	if _, err := c.Dynamic.Resource(statefulsets).Namespace(ns).Get(context.Background(), "db", metav1.GetOptions{}); !isNotFound(err) {
+		testcluster.Eventually(t, time.Minute, "the orphan-deleted StatefulSet to be gone", func(ctx context.Context) (bool, error) {
+			_, err := c.Dynamic.Resource(statefulsets).Namespace(ns).Get(ctx, "db", metav1.GetOptions{})
+			return isNotFound(err), nil
+		})
+	}
+	r := relabel(t, c, nil, args(t.TempDir())...)
+	if r.code != 0 || !strings.Contains(r.stderr, "recorded on its pods") {
+		t.Fatalf("rerun from a clean backup directory: exit %d, want 0 and a resume from the pods' record", r.code)
+	}
+	waitRolledOut(t, c, ns)
+	assertMigrated(t, c, ns, workloadRef{statefulsets, "db"}, before, "stage", "production")
+	if got := podNames(t, c, ns, "app=db,stage=production"); strings.Join(got, ",") != "db-0,db-1" {
+		t.Errorf("pods %v, want db-0 and db-1 with the label", got)
+	}
+	if left := podNames(t, c, ns, engine.AdoptUIDLabel); len(left) > 0 {
+		t.Errorf("pods %v still carry the adopt record", left)
+	}
 }

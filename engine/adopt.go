@@ -45,6 +45,14 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// The cluster's record stands in for a marker on another machine's disk.
+		record, err := om.findRecord(ctx)
+		if err != nil {
+			return err
+		}
+		if oldUID == "" && record != nil {
+			oldUID, markedLabel = record.uid, record.label
+		}
 		o := Observed{Original: presence(original), Marker: oldUID != "",
 			OriginalGaveUp: mem.originalGaveUp, Refused: mem.refused, Replaces: mem.replaces}
 		if original != nil {
@@ -106,14 +114,17 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 			// it back, whatever ctx says.
 			ctx := context.WithoutCancel(ctx)
 			backup, err := om.Backups.Read(kind, it.Namespace, it.Name)
+			if backup == nil && record != nil && record.uid == oldUID {
+				backup, err = record.original, nil
+			}
 			if err != nil || backup == nil {
-				return errorf(it, "the original was orphan-deleted but its backup cannot be read (%v); run relabel restore", err)
+				return errorf(it, "the original was orphan-deleted but neither its backup nor the record on its pods can be read (%v); run relabel restore", err)
 			}
 			// Pods created by the old controller after the first labelling are caught here.
 			if err := om.labelDependents(ctx, backup, oldUID); err != nil {
 				return err
 			}
-			if err := om.recreate(ctx, nil); err != nil {
+			if err := om.recreateFrom(ctx, backup, nil); err != nil {
 				return err
 			}
 
@@ -129,6 +140,9 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 		case DeleteOrphans:
 			om.report(it, om.start, StepReady, "")
 			if err := om.deleteOrphans(ctx, original); err != nil {
+				return err
+			}
+			if err := om.clearRecords(ctx, oldUID); err != nil {
 				return err
 			}
 		}
@@ -176,12 +190,17 @@ func (om objectMigration) labelDependents(ctx context.Context, owner *unstructur
 			if dep.Indirect != pass {
 				continue
 			}
-			// What the new owner adopts gets the label; what it will not
-			// (revision history) is marked, so any later run can clean it up.
+			// What the new owner adopts gets the label, and the record of the
+			// adoption; what it will not (revision history) is marked, so any
+			// later run can clean it up.
 			key, value := om.item.Label.Key, om.item.Label.Value
+			labels, annotations := map[string]any{}, map[string]any{}
 			if dep.Action == rules.DeleteOrphans {
 				key, value = OrphanOfLabel, it.Name
+			} else if labels, annotations, err = recordMetadata(kind, owner, ownerUID, om.item.Label); err != nil {
+				return errorf(it, "%w", err)
 			}
+			labels[key] = value
 			client, list, err := om.listOwned(ctx, dep, selector)
 			if err != nil {
 				return err
@@ -193,10 +212,14 @@ func (om objectMigration) labelDependents(ctx context.Context, owner *unstructur
 					continue
 				}
 				owners[obj.GetUID()] = true
-				if obj.GetLabels()[key] == value {
+				if obj.GetLabels()[key] == value && (len(annotations) == 0 || obj.GetLabels()[AdoptUIDLabel] == ownerUID) {
 					continue
 				}
-				patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{key: value}}})
+				meta := map[string]any{"labels": labels}
+				if len(annotations) > 0 {
+					meta["annotations"] = annotations
+				}
+				patch, _ := json.Marshal(map[string]any{"metadata": meta})
 				if _, err := client.Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
 					return errorf(it, "labelling %s %s: %w", dep.Resource, obj.GetName(), err)
 				}
@@ -256,5 +279,26 @@ func (om objectMigration) deleteOrphans(ctx context.Context, original *unstructu
 		return err
 	}
 	om.event(original, "Relabelled", "relabel added %s; the pods were adopted in place", om.item.Label)
+	return nil
+}
+
+// clearRecords takes the adopt record off what the new owner adopted.
+func (om objectMigration) clearRecords(ctx context.Context, uid string) error {
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+		"labels":      map[string]any{AdoptUIDLabel: nil},
+		"annotations": map[string]any{AdoptOfAnnotation: nil, AdoptOriginalAnnotation: nil, workload.TargetAnnotation: nil},
+	}})
+	for _, dep := range recordedResources(om.item.Kind) {
+		client := om.Dynamic.Resource(dep.GVR()).Namespace(om.item.Namespace)
+		list, err := client.List(ctx, metav1.ListOptions{LabelSelector: AdoptUIDLabel + "=" + uid})
+		if err != nil {
+			return errorf(om.item, "listing %s with its adopt record: %w", dep.Resource, err)
+		}
+		for _, obj := range list.Items {
+			if _, err := client.Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return errorf(om.item, "clearing the adopt record of %s %s: %w", dep.Resource, obj.GetName(), err)
+			}
+		}
+	}
 	return nil
 }

@@ -419,6 +419,14 @@ func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstr
 	if err != nil {
 		return errorf(it, "reading the backup: %w", err)
 	}
+	return om.recreateFrom(ctx, source, temp)
+}
+
+// recreateFrom creates the original again, with the label, from source or,
+// when it is nil, from the copy's record of it.
+func (om objectMigration) recreateFrom(ctx context.Context, source, temp *unstructured.Unstructured) error {
+	it, kind := om.item, om.item.Kind
+	var err error
 	if source == nil {
 		if temp == nil {
 			return errorf(it, "no backup in %s to recreate it from; run relabel restore with the right --backup-dir", om.Backups.Dir)

@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"relabel.dev/relabel/rules"
@@ -225,6 +228,9 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 			}
 		}
 	}
+	if err := planRecords(ctx, lister, scope, &items); err != nil {
+		return nil, err
+	}
 	sort.SliceStable(items, func(i, j int) bool {
 		if items[i].Namespace != items[j].Namespace {
 			return items[i].Namespace < items[j].Namespace
@@ -309,4 +315,44 @@ func Count(items []Item) (act, skip int) {
 		}
 	}
 	return act, skip
+}
+
+// planRecords finds, from the adopt records in the cluster, originals an
+// interrupted adopt migration orphan-deleted and did not bring back, or
+// left to clean up: so a rerun from any machine, whatever its backup
+// directory holds, finishes the job.
+func planRecords(ctx context.Context, lister Auditor, scope Scope, items *[]Item) error {
+	for _, kind := range scope.Kinds {
+		if !kind.CanAdopt() {
+			continue
+		}
+		records, err := findRecords(ctx, lister.Dynamic, kind, scope.Namespace)
+		if apierrors.IsForbidden(err) {
+			// Who may not list pods never labelled any for adoption either.
+			klog.V(2).InfoS("not looking for adopt records", "kind", kind.GVRString(), "err", err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for key, rec := range records {
+			namespace, name, _ := strings.Cut(key, "/")
+			found := false
+			for i := range *items {
+				it := &(*items)[i]
+				if it.Kind.GVR() != kind.GVR() || it.Namespace != namespace || it.Name != name {
+					continue
+				}
+				found = true
+				if it.Action == ActionSkip && (it.Reason == ReasonLabelled || it.Reason == reasonDeleting) {
+					it.Action, it.Strategy, it.Label, it.Reason = ActionResume, rules.Adopt, rec.label, "adoption not finished (recorded on its pods)"
+				}
+			}
+			if !found {
+				*items = append(*items, Item{Kind: kind, Namespace: namespace, Name: name, Action: ActionResume,
+					Strategy: rules.Adopt, Label: rec.label, Reason: "original missing after its orphan delete (recorded on its pods)"})
+			}
+		}
+	}
+	return nil
 }
