@@ -162,8 +162,18 @@ type inFlight struct {
 	objects map[string]*flightObject
 }
 
-func newInFlight(tempSuffix string, leases []string) *inFlight {
-	return &inFlight{tempSuffix: tempSuffix, leases: leases, objects: map[string]*flightObject{}}
+// newInFlight follows a migration of the items. Those the plan resumes
+// count as in flight before their first step: an earlier run left them
+// half done, and the step they wait in (an original a finalizer holds)
+// may report nothing.
+func newInFlight(tempSuffix string, leases []string, items []engine.Item) *inFlight {
+	f := &inFlight{tempSuffix: tempSuffix, leases: leases, objects: map[string]*flightObject{}}
+	for _, it := range items {
+		if it.Action == engine.ActionResume {
+			f.objects[it.Key()] = &flightObject{Item: it}
+		}
+	}
+	return f
 }
 
 // record notes one step; it is called from several goroutines at once.
@@ -261,6 +271,9 @@ func leftState(o flightObject, tempSuffix string) string {
 	it := o.Item
 	temp := workload.TempName(it.Name, tempSuffix, it.Kind.MaxNameLength)
 	last, deleted, recreated := o.state()
+	if last == "" {
+		return "left by an earlier run (" + it.Reason + "); " + rerun
+	}
 	if it.Strategy == rules.Adopt {
 		switch {
 		case deleted && !recreated:

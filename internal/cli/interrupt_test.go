@@ -77,7 +77,7 @@ func TestLeftBehind(t *testing.T) {
 }
 
 func TestInFlightRecord(t *testing.T) {
-	f := newInFlight("-temp", []string{"shop"})
+	f := newInFlight("-temp", []string{"shop"}, nil)
 	now := time.Now()
 	for _, pr := range []engine.Progress{
 		{Time: now, Item: flightItem("web", rules.TempCopy), Step: engine.StepBackedUp},
@@ -96,8 +96,29 @@ func TestInFlightRecord(t *testing.T) {
 	if len(lines) != 2 || !strings.Contains(lines[1], "Lease relabel-lock in shop") {
 		t.Errorf("leftBehind %q: want web's line and the Lease", lines)
 	}
-	if lines := newInFlight("-temp", []string{"shop"}).leftBehind(); len(lines) != 0 {
+	if lines := newInFlight("-temp", []string{"shop"}, nil).leftBehind(); len(lines) != 0 {
 		t.Errorf("nothing in flight leaves %q; want nothing, not even the Lease line", lines)
+	}
+}
+
+// TestInFlightResumed: an object an earlier run left half done is in flight
+// before it reports a step (its original may be held by a finalizer, and
+// waiting for it reports nothing); one the plan only migrates is not.
+func TestInFlightResumed(t *testing.T) {
+	resumed := flightItem("held", rules.TempCopy)
+	resumed.Action, resumed.Reason = engine.ActionResume, "being deleted, its temporary copy serves; recreated once it is gone"
+	f := newInFlight("-temp", []string{"shop"}, []engine.Item{resumed, flightItem("web", rules.TempCopy)})
+	want := "  apps/v1/deployments shop/held: left by an earlier run (being deleted, its temporary copy serves; recreated once it is gone); rerun the same command to finish"
+	if lines := f.leftBehind(); len(lines) != 2 || lines[0] != want {
+		t.Fatalf("leftBehind %q, want %q and the Lease", lines, want)
+	}
+	f.record(engine.Progress{Item: resumed, Step: engine.StepRecreated})
+	if lines := f.leftBehind(); len(lines) != 2 || !strings.Contains(lines[0], "shop/held: recreated with the label") {
+		t.Errorf("after its first step: %q", lines)
+	}
+	f.record(engine.Progress{Item: resumed, Step: engine.StepFinished, Outcome: engine.Migrated})
+	if lines := f.leftBehind(); len(lines) != 0 {
+		t.Errorf("after it finished: %q, want nothing", lines)
 	}
 }
 
@@ -115,7 +136,7 @@ func testInterrupts(t *testing.T) (h *Interrupts, ctx context.Context, out *byte
 
 func TestInterruptsStages(t *testing.T) {
 	h, ctx, out, exits, clock := testInterrupts(t)
-	f := newInFlight("-temp", []string{"shop"})
+	f := newInFlight("-temp", []string{"shop"}, nil)
 	f.record(engine.Progress{Item: flightItem("web", rules.TempCopy), Step: engine.StepOriginalDeleted})
 	f.record(engine.Progress{Item: flightItem("api", rules.TempCopy), Step: engine.StepCopyCreated})
 	var said []string
@@ -184,7 +205,7 @@ func TestInterruptsWithNothingInFlight(t *testing.T) {
 	})
 	t.Run("objects finished", func(t *testing.T) {
 		h, _, _, exits, _ := testInterrupts(t)
-		f := newInFlight("-temp", []string{"shop"})
+		f := newInFlight("-temp", []string{"shop"}, nil)
 		f.record(engine.Progress{Item: flightItem("web", rules.TempCopy), Step: engine.StepCopyDeleted})
 		var said []string
 		defer h.follow(f, func(lines ...string) { said = append(said, lines...) })()
@@ -196,6 +217,6 @@ func TestInterruptsWithNothingInFlight(t *testing.T) {
 	})
 	t.Run("a nil Interrupts follows nothing", func(t *testing.T) {
 		var h *Interrupts
-		h.follow(newInFlight("-temp", nil), func(...string) {})()
+		h.follow(newInFlight("-temp", nil, nil), func(...string) {})()
 	})
 }

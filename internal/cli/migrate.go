@@ -205,12 +205,11 @@ func (cm *clusterMigration) run(ctx context.Context, cfg MigrateConfig, stderr i
 	defer events.Wait()
 	progress := newProgressPrinter(stderr, cm.act, crashAfter())
 	defer progress.close()
-	var leases []string
+	// What Ctrl-C reports comes from the plan and the steps objects report.
+	flight := newInFlight(cfg.TempSuffix, nil, nil)
 	if cfg.DryRun == engine.DryRunNone {
-		leases = leaseNamespaces(cm.items)
+		flight = newInFlight(cfg.TempSuffix, leaseNamespaces(cm.items), cm.items)
 	}
-	// What Ctrl-C reports comes from the steps the objects report.
-	flight := newInFlight(cfg.TempSuffix, leases)
 	defer interruptsFrom(ctx).follow(flight, progress.notice)()
 	m := &engine.Migrator{
 		Dynamic: cm.clients.Dynamic,
