@@ -129,11 +129,7 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 			}
 
 		case WaitOriginalReady:
-			err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, original))
-			switch {
-			case isWaitTimeout(err):
-				mem.originalGaveUp = err.Error()
-			case err != nil:
+			if mem.originalGaveUp, err = om.waitReady(ctx, original); err != nil {
 				return err
 			}
 

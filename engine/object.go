@@ -181,11 +181,7 @@ func (om objectMigration) run(ctx context.Context) error {
 			}
 
 		case WaitCopyReady:
-			err := om.watch.waitFor(ctx, kind, it.Namespace, st.temp.GetName(), "the copy "+st.temp.GetName()+" to be ready", om.Timeout, readyCond(kind, st.temp))
-			switch {
-			case isWaitTimeout(err):
-				mem.copyGaveUp = err.Error()
-			case err != nil:
+			if mem.copyGaveUp, err = om.waitReady(ctx, st.temp); err != nil {
 				return err
 			}
 
@@ -231,11 +227,7 @@ func (om objectMigration) run(ctx context.Context) error {
 			}
 
 		case WaitOriginalReady:
-			err := om.watch.waitFor(ctx, kind, it.Namespace, it.Name, it.Name+" to be ready", om.Timeout, readyCond(kind, st.original))
-			switch {
-			case isWaitTimeout(err):
-				mem.originalGaveUp = err.Error()
-			case err != nil:
+			if mem.originalGaveUp, err = om.waitReady(ctx, st.original); err != nil {
 				return err
 			}
 
@@ -284,6 +276,17 @@ func (om objectMigration) stopTempCopy(d Decision, st tempCopyState, mem memory)
 		return errorf(it, "%s; the original is in place, the copy %s serves next to it until a rerun", d.Reason, st.temp.GetName())
 	}
 	return errorf(it, "%s", d.Reason)
+}
+
+// waitReady waits, within the migration's timeout, until obj is ready; a
+// wait that gave up comes back as its reason, for the next decision.
+func (om objectMigration) waitReady(ctx context.Context, obj *unstructured.Unstructured) (string, error) {
+	it := om.item
+	err := om.watch.waitFor(ctx, it.Kind, it.Namespace, obj.GetName(), obj.GetName()+" to be ready", om.Timeout, readyCond(it.Kind, obj))
+	if isWaitTimeout(err) {
+		return err.Error(), nil
+	}
+	return "", err
 }
 
 // waitGone waits, within the migration's timeout, until obj is gone; the
