@@ -17,6 +17,24 @@ import (
 	"relabel.dev/relabel/internal/testcluster"
 )
 
+// killWhenTerminating runs relabel with args and SIGKILLs it, from outside,
+// once the Deployment ns/name it deletes is terminating (a finalizer holds it).
+func killWhenTerminating(t *testing.T, c *testcluster.Cluster, ns, name string, args []string) {
+	t.Helper()
+	cmd := exec.Command(relabelBin, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	testcluster.Eventually(t, time.Minute, name+" to be terminating", func(ctx context.Context) (bool, error) {
+		obj, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && obj.GetDeletionTimestamp() != nil, err
+	})
+}
+
 // TestCrashWhileOriginalTerminating kills relabel from outside while a
 // finalizer holds the deleted original. The rerun must not take the
 // terminating original for "nothing to do": it waits, and once the finalizer
@@ -47,16 +65,7 @@ spec:
 	backups := t.TempDir()
 	args := []string{"--kubeconfig", c.Kubeconfig, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", backups}
 
-	first := exec.Command(relabelBin, args...)
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	testcluster.Eventually(t, time.Minute, "the original to be terminating", func(ctx context.Context) (bool, error) {
-		obj, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "held", metav1.GetOptions{})
-		return err == nil && obj.GetDeletionTimestamp() != nil, err
-	})
-	_ = first.Process.Kill()
-	_ = first.Wait()
+	killWhenTerminating(t, c, ns, "held", args)
 
 	rerun := exec.Command(relabelBin, args...)
 	var stderr bytes.Buffer

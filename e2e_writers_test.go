@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -214,16 +213,7 @@ spec:
 	waitRolledOut(t, c, ns)
 	backups := t.TempDir()
 	args := []string{"--kubeconfig", c.Kubeconfig, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", backups}
-	first := exec.Command(relabelBin, args...)
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	testcluster.Eventually(t, time.Minute, "the original to be terminating", func(ctx context.Context) (bool, error) {
-		obj, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "fought", metav1.GetOptions{})
-		return err == nil && obj.GetDeletionTimestamp() != nil, err
-	})
-	_ = first.Process.Kill()
-	_ = first.Wait()
+	killWhenTerminating(t, c, ns, "fought", args)
 	// The finalizer goes, and another writer puts its own object in place.
 	patch := []byte(`{"metadata":{"finalizers":null}}`)
 	if _, err := c.Dynamic.Resource(deployments).Namespace(ns).Patch(context.Background(), "fought", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
