@@ -365,11 +365,12 @@ func TestRestoreRecreatesMissingObjects(t *testing.T) {
 	waitRolledOut(t, c, ns)
 	before := get(t, c, deployments, ns, "web")
 	backups := t.TempDir()
-	// A migration stopped right after its backup leaves a manifest behind.
-	r := relabel(t, c, []string{cli.EnvCrashAfter + "=" + string(engine.StepBackedUp)},
+	// A migration stopped once its copy is ready leaves a manifest and the
+	// copy, which records the original's UID, behind; then the original goes.
+	r := relabel(t, c, []string{cli.EnvCrashAfter + "=" + string(engine.StepCopyReady)},
 		"--label", "stage=production", "-n", ns, "--gvr", "deploy", "-l", "app=web", "--yes", "--backup-dir", backups)
 	if !r.killed {
-		t.Fatalf("not killed after the backup (exit %d)", r.code)
+		t.Fatalf("not killed after the copy was ready (exit %d)", r.code)
 	}
 	if err := c.Dynamic.Resource(deployments).Namespace(ns).Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -386,7 +387,7 @@ func TestRestoreRecreatesMissingObjects(t *testing.T) {
 	if _, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(context.Background(), "web", metav1.GetOptions{}); !isNotFound(err) {
 		t.Fatalf("restore --dry-run created web (err %v)", err)
 	}
-	r = relabel(t, c, nil, "restore", "-n", ns, "--backup-dir", backups, "web")
+	r = relabel(t, c, nil, "restore", "-n", ns, "--backup-dir", backups, "--yes", "web")
 	if r.code != 0 || !strings.Contains(r.stdout, "restored 1") {
 		t.Fatalf("exit %d", r.code)
 	}

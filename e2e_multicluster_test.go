@@ -285,7 +285,7 @@ func TestMultiClusterMigrate(t *testing.T) {
 		for name, c := range map[string]*testcluster.Cluster{"a": a, "b": b} {
 			assertLabelled(t, get(t, c, deployments, ns, "web"), "stage", "prod")
 			// Same namespace and name in both clusters: backups must not collide.
-			if _, err := os.Stat(filepath.Join(backups, name, ns, "deployments.v1.apps", "web.yaml")); err != nil {
+			if _, err := os.Stat(filepath.Join(backups, clusterUID(t, c), ns, "deployments.v1.apps", "web.yaml")); err != nil {
 				t.Errorf("context %s: no backup of web: %v", name, err)
 			}
 		}

@@ -71,6 +71,7 @@ func NewApp(program string, build BuildInfo, stdin io.Reader, stdout, stderr io.
 		Action:         migrateAction,
 		Commands: []*cli.Command{
 			auditCommand(),
+			backupsCommand(),
 			kindsCommand(),
 			readyCommand(),
 			rbacCommand(),

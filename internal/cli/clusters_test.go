@@ -147,16 +147,3 @@ func exitCodeOf(err error) int {
 	}
 	return 1
 }
-
-func TestContextDir(t *testing.T) {
-	for in, want := range map[string]string{
-		"prod": "prod",
-		"arn:aws:eks:eu-west-1:1234:cluster/prod": "arn:aws:eks:eu-west-1:1234:cluster%2Fprod",
-		"..":  "%2E%2E",
-		"a b": "a%20b",
-	} {
-		if got := contextDir(in); got != want {
-			t.Errorf("contextDir(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -42,11 +40,13 @@ func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Wri
 			return nil, UsageError{Err: fmt.Errorf("namespace %s does not exist", clients.Namespace)}
 		}
 	}
-	cm := &clusterMigration{target: t, clients: clients, backups: engine.Backups{Dir: cfg.BackupDir}}
-	if cfg.Several {
-		// Two clusters may hold objects of the same namespace and name.
-		cm.backups.Dir = filepath.Join(cfg.BackupDir, contextDir(t.Context))
+	// Two clusters may hold objects of the same namespace and name: each has
+	// its tree in the backup directory, named by its id.
+	backups, err := clusterBackups(ctx, clients, cfg.BackupDir, stderr)
+	if err != nil {
+		return nil, err
 	}
+	cm := &clusterMigration{target: t, clients: clients, backups: backups}
 	scope := engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}
 	cm.items, err = engine.Plan(ctx, engine.Auditor{Dynamic: clients.Dynamic}, scope, engine.PlanOptions{
 		Label: cfg.Label, IncludeOwned: cfg.IncludeOwned, NamespaceGiven: t.Namespace != "",
@@ -58,7 +58,7 @@ func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Wri
 	if err != nil {
 		return nil, err
 	}
-	printPlan(stderr, cm.items, cm.backups.Dir)
+	printPlan(stderr, cm.items, cm.backups.Tree())
 	// A selector that already has the key with another value is a mistake to
 	// look into, not something to step around.
 	var conflicts []string
@@ -84,16 +84,6 @@ func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Wri
 		return nil, err
 	}
 	return cm, nil
-}
-
-// contextDir names a context's backup directory: context names may hold
-// slashes (EKS ARNs) and must not climb out of the backup directory.
-func contextDir(context string) string {
-	name := url.PathEscape(context)
-	if strings.Trim(name, ".") == "" {
-		name = strings.ReplaceAll(name, ".", "%2E")
-	}
-	return name
 }
 
 // lock takes the Lease of every namespace the plan writes to.
