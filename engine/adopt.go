@@ -113,7 +113,7 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 			// Orphan-deleted by us: label what the old object left, then bring
 			// it back, whatever ctx says.
 			ctx := context.WithoutCancel(ctx)
-			backup, err := om.Backups.Read(kind, it.Namespace, it.Name)
+			backup, err := om.Backups.ReadUID(kind, it.Namespace, it.Name, oldUID)
 			if backup == nil && record != nil && record.uid == oldUID {
 				backup, err = record.original, nil
 			}

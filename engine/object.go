@@ -418,7 +418,14 @@ func (om objectMigration) deleteOriginal(ctx context.Context, original *unstruct
 // without one, from the copy's record of it.
 func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstructured) error {
 	it, kind := om.item, om.item.Kind
-	source, err := om.Backups.Read(kind, it.Namespace, it.Name)
+	var source *unstructured.Unstructured
+	var err error
+	if temp != nil {
+		// Only the backup of the original this copy was made from.
+		source, err = om.Backups.ReadUID(kind, it.Namespace, it.Name, temp.GetAnnotations()[workload.OriginUIDAnnotation])
+	} else {
+		source, err = om.Backups.Read(kind, it.Namespace, it.Name)
+	}
 	if err != nil {
 		return errorf(it, "reading the backup: %w", err)
 	}
