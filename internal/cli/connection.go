@@ -32,6 +32,9 @@ type Connection struct {
 const (
 	defaultQPS   = 50
 	defaultBurst = 100
+	// The lock's client renews one Lease per namespace every 10 s.
+	lockQPS   = 20
+	lockBurst = 100
 )
 
 // connectionFlags are the flags every command takes; with several,
@@ -94,6 +97,9 @@ type Clients struct {
 	Dynamic   dynamic.Interface
 	Discovery discovery.DiscoveryInterface
 	Kube      kubernetes.Interface
+	// Lock renews the Leases, with a rate limit of its own: a migration
+	// that uses all of Kube's must not delay a renewal past the lease.
+	Lock kubernetes.Interface
 	// Namespace is the namespace to work in; empty means all.
 	Namespace string
 	// Host names the cluster in messages.
@@ -142,6 +148,11 @@ func (conn Connection) Connect() (*Clients, error) {
 	}
 	if clients.Kube, err = kubernetes.NewForConfig(config); err != nil {
 		return nil, fmt.Errorf("building the client for %s: %w", config.Host, err)
+	}
+	lockConfig := rest.CopyConfig(config)
+	lockConfig.QPS, lockConfig.Burst, lockConfig.RateLimiter = lockQPS, lockBurst, nil
+	if clients.Lock, err = kubernetes.NewForConfig(lockConfig); err != nil {
+		return nil, fmt.Errorf("building the lock client for %s: %w", config.Host, err)
 	}
 	return clients, nil
 }

@@ -183,20 +183,21 @@ func migrateAction(c *cli.Context) error {
 		if err := confirm(c.App.Reader, stderr, cfg.Yes, cm.act); err != nil {
 			return err
 		}
-		release, err := cm.lock(ctx)
-		if err != nil {
+		// Losing the lock cancels ctx, as a Ctrl-C does.
+		var release func()
+		if ctx, release, err = cm.lock(ctx); err != nil {
 			return err
 		}
 		defer release()
 	}
 	results, err := cm.run(ctx, cfg, stderr)
 	if err != nil {
-		return err
+		return lockLost(ctx, err)
 	}
 	if err := printMigrationReport(stdout, cfg, newMigrationReport(cfg, results)); err != nil {
 		return err
 	}
-	return migrationOutcome(results, cm.act)
+	return lockLost(ctx, migrationOutcome(results, cm.act))
 }
 
 // run migrates the cluster's planned objects.
@@ -271,16 +272,22 @@ func migrateClusters(c *cli.Context, cfg MigrateConfig) error {
 	if refused {
 		return worstOutcome(outcomes)
 	}
+	// Each cluster's run stops when it loses its Leases (a context of its own).
+	locked := make([]context.Context, len(planned))
+	for i := range locked {
+		locked[i] = ctx
+	}
 	if cfg.DryRun == engine.DryRunNone {
-		for _, cm := range planned {
+		for i, cm := range planned {
 			if cm.act == 0 {
 				continue
 			}
-			release, err := cm.lock(ctx)
+			lockCtx, release, err := cm.lock(ctx)
 			if err != nil {
 				return fmt.Errorf("context %s: %w; nothing was changed", cm.target.Context, err)
 			}
 			defer release()
+			locked[i] = lockCtx
 		}
 	}
 	results := make([]ClusterResult[MigrationReport], len(planned))
@@ -297,11 +304,12 @@ func migrateClusters(c *cli.Context, cfg MigrateConfig) error {
 		default:
 			sectionHeader(stderr, false, cm.target.Context, cm.target.Server)
 			var res []engine.Result
-			if res, err = cm.run(ctx, cfg, stderr); err == nil {
+			if res, err = cm.run(locked[i], cfg, stderr); err == nil {
 				r := newMigrationReport(cfg, res)
 				report = &r
 				err = migrationOutcome(res, cm.act)
 			}
+			err = lockLost(locked[i], err)
 		}
 		results[i] = newClusterResult(cm.target, report, nil)
 		if err != nil {

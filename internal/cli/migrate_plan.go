@@ -86,9 +86,25 @@ func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Wri
 	return cm, nil
 }
 
-// lock takes the Lease of every namespace the plan writes to.
-func (cm *clusterMigration) lock(ctx context.Context) (release func(), err error) {
-	return engine.Locks{Client: cm.clients.Kube.CoordinationV1(), Identity: engine.NewIdentity()}.Acquire(ctx, planNamespaces(cm.items))
+// lock takes the Lease of every namespace the plan writes to, on the
+// client of its own that keeps renewals clear of the migration's rate
+// limit. The run goes on in locked: ctx, but cancelled, as by a Ctrl-C, with
+// the *engine.LostError as its cause when the run loses a Lease.
+func (cm *clusterMigration) lock(ctx context.Context) (locked context.Context, release func(), err error) {
+	held, err := engine.Locks{Client: cm.clients.Lock.CoordinationV1(), Identity: engine.NewIdentity()}.Acquire(ctx, planNamespaces(cm.items))
+	if err != nil {
+		return ctx, nil, err
+	}
+	return held.Context(), held.Release, nil
+}
+
+// lockLost is err, unless the run in ctx lost its lock: then the loss.
+func lockLost(ctx context.Context, err error) error {
+	var lost *engine.LostError
+	if errors.As(context.Cause(ctx), &lost) {
+		return fmt.Errorf("%w: stopped before any new step; objects in flight were brought to a safe point; rerun to finish", lost)
+	}
+	return err
 }
 
 func printPlan(w io.Writer, items []engine.Item, backupDir string) {
