@@ -7,11 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"relabel.dev/relabel/engine"
 	"relabel.dev/relabel/internal/cli"
@@ -297,4 +301,72 @@ func TestBackupsListAndPrune(t *testing.T) {
 		t.Fatalf("rerun of held: exit %d", r.code)
 	}
 	assertLabelled(t, get(t, c, deployments, ns, "held"), "stage", "prod")
+}
+
+// TestServiceAccountKeysBackupsByCluster runs a migration as a
+// ServiceAccount with exactly the ClusterRole `relabel rbac` prints, as the
+// in-cluster Job does: it may read the kube-system Namespace, so its backups
+// are keyed by the cluster's UID, not by the API server's address (in a pod,
+// the same Service address in every cluster).
+func TestServiceAccountKeysBackupsByCluster(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	c.ApplyYAML(t, ns, []byte(bareDeployment))
+	waitRolledOut(t, c, ns)
+
+	name := "relabel-" + ns // clear of any other test's ClusterRole
+	r := relabel(t, c, nil, "rbac", "--gvr", "deployments", "--strategy", "temp-copy", "--name", name, "--service-account-namespace", ns)
+	if r.code != 0 {
+		t.Fatalf("relabel rbac: exit %d", r.code)
+	}
+	var policy []rbacv1.PolicyRule
+	for _, obj := range c.ApplyYAML(t, ns, []byte(r.stdout)) {
+		if obj.GetKind() != "ClusterRole" {
+			continue
+		}
+		var role rbacv1.ClusterRole
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &role); err != nil {
+			t.Fatal(err)
+		}
+		policy = role.Rules
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = c.Kube.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
+		_ = c.Kube.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	if !slices.ContainsFunc(policy, func(rule rbacv1.PolicyRule) bool {
+		return slices.Contains(rule.Resources, "namespaces") && slices.Equal(rule.ResourceNames, []string{"kube-system"}) && slices.Equal(rule.Verbs, []string{"get"})
+	}) {
+		t.Fatalf("the ClusterRole does not grant get on the kube-system Namespace: %+v", policy)
+	}
+	token, err := c.Kube.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := serviceAccount{username: "system:serviceaccount:" + ns + ":" + name}
+	if sa.cluster, err = testcluster.Connect(writeTokenKubeconfig(t, c, token.Status.Token)); err != nil {
+		t.Fatal(err)
+	}
+	sa.waitGranted(t, ns, policy, nil)
+
+	backups := t.TempDir()
+	r = relabel(t, sa.cluster, nil, "--label", "stage=production", "-n", ns, "--gvr", "deployments", "--yes", "--backup-dir", backups)
+	if r.code != 0 {
+		t.Fatalf("migration as %s: exit %d", sa.username, r.code)
+	}
+	entries, err := os.ReadDir(backups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trees []string
+	for _, e := range entries {
+		trees = append(trees, e.Name())
+	}
+	if want := clusterUID(t, c); !slices.Equal(trees, []string{want}) {
+		t.Fatalf("backup trees %v, want only the cluster's UID %s", trees, want)
+	}
+	if _, err := os.Stat(filepath.Join(backups, trees[0], ns, "deployments.v1.apps", "web.yaml")); err != nil {
+		t.Errorf("no backup of web under the cluster's UID: %v", err)
+	}
 }

@@ -79,6 +79,12 @@ func (c ClusterID) String() string {
 	return c.ID + " (" + strings.Join(where, ", ") + ")"
 }
 
+// ClusterIdentityPermission is what IdentifyCluster reads. A ClusterRole
+// from `relabel rbac` grants it; a Role cannot (Namespaces are
+// cluster-scoped), so a run with a Role keys its backups by the API server's
+// host, which in a pod is the same Service address in every cluster.
+var ClusterIdentityPermission = Permission{Resource: "namespaces", Verb: "get", Name: metav1.NamespaceSystem}
+
 // IdentifyCluster names the cluster by the UID of its kube-system
 // Namespace: it lives as long as the cluster and differs between clusters,
 // whatever the kubeconfig calls them. A client that may not read it

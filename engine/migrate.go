@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -203,7 +204,7 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 					queue.Forget(i)
 					finish(i, Result{Item: todo[i], Outcome: Migrated, Duration: time.Since(start)})
 				case ctx.Err() != nil:
-					finish(i, Result{Item: todo[i], Outcome: Interrupted, Duration: time.Since(start), Message: err.Error()})
+					finish(i, Result{Item: todo[i], Outcome: Interrupted, Duration: time.Since(start), Message: interruption(ctx, err)})
 				case retriable(err) && queue.NumRequeues(i) < maxRetries:
 					klog.V(2).InfoS("retrying", "object", todo[i].Key(), "err", err)
 					queue.AddRateLimited(i)
@@ -223,6 +224,15 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 		results = append(results, *r)
 	}
 	return results, nil
+}
+
+// interruption says why an object stopped: the context's cause (Ctrl-C, a
+// lost lock) rather than a bare "context canceled".
+func interruption(ctx context.Context, err error) string {
+	if cause := context.Cause(ctx); errors.Is(err, ctx.Err()) && cause != nil && cause != ctx.Err() {
+		return cause.Error()
+	}
+	return err.Error()
 }
 
 // retriable tells transient API errors from final ones.

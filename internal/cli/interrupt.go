@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,7 +33,7 @@ const forceWindow = 10 * time.Second
 //  3. the third, within that window, prints the same and exits at once.
 type Interrupts struct {
 	stderr io.Writer
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	// exit ends the process; main passes one that exits with its code for
 	// a forced stop.
 	exit   func()
@@ -54,12 +55,16 @@ type runningMigration struct {
 
 type interruptsKey struct{}
 
+// errInterrupted is the cause of the context a signal cancels: it names
+// why an object stopped in the report.
+var errInterrupted = errors.New("interrupted by a signal (Ctrl-C or SIGTERM)")
+
 // NotifyInterrupts returns a context that the first SIGINT or SIGTERM
 // cancels, and carries the Interrupts that handle the ones after it (see
 // Interrupts); forceExit is called when the user forces the stop. stop
 // restores the default handling of the signals.
 func NotifyInterrupts(parent context.Context, stderr io.Writer, forceExit func()) (ctx context.Context, stop func()) {
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancel := context.WithCancelCause(parent)
 	h := &Interrupts{stderr: stderr, cancel: cancel, exit: forceExit, window: forceWindow, now: time.Now}
 	signals := make(chan os.Signal, 3)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
@@ -79,7 +84,7 @@ func NotifyInterrupts(parent context.Context, stderr io.Writer, forceExit func()
 		signal.Stop(signals)
 		close(done)
 		wg.Wait()
-		cancel()
+		cancel(nil)
 	}
 }
 
@@ -121,7 +126,7 @@ func (h *Interrupts) interrupt() {
 	}
 	if !h.stopping {
 		h.stopping = true
-		h.cancel()
+		h.cancel(errInterrupted)
 		if h.running == nil {
 			say("stopping; Ctrl-C again to exit at once")
 			return

@@ -128,8 +128,8 @@ func testInterrupts(t *testing.T) (h *Interrupts, ctx context.Context, out *byte
 	t.Helper()
 	out, exits, clock = &bytes.Buffer{}, new(int), new(time.Time)
 	*clock = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t.Cleanup(func() { cancel(nil) })
 	h = &Interrupts{stderr: out, cancel: cancel, exit: func() { *exits++ }, window: forceWindow, now: func() time.Time { return *clock }}
 	return h, ctx, out, exits, clock
 }

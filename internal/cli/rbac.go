@@ -135,6 +135,9 @@ func RBACManifests(cfg RBACConfig) ([]byte, error) {
 		if perms, err = engine.MigrationRolePermissions(kinds, cfg.Strategy); err != nil {
 			return nil, UsageError{Err: err}
 		}
+		if cfg.Namespace == "" {
+			perms = append(perms, engine.ClusterIdentityPermission)
+		}
 	}
 	where := "in every namespace"
 	if cfg.Namespace != "" {
@@ -185,7 +188,12 @@ func RBACManifests(cfg RBACConfig) ([]byte, error) {
 	if cfg.AuditOnly {
 		out.WriteString("# An audit only lists.\n")
 	} else {
-		out.WriteString("# relabel's preflight checks exactly these permissions.\n")
+		out.WriteString("# relabel's preflight checks exactly these permissions, but get on the\n")
+		if cfg.Namespace == "" {
+			out.WriteString("# kube-system Namespace: its UID names the cluster's backups.\n")
+		} else {
+			out.WriteString("# kube-system Namespace, which a Role cannot grant: backups are keyed by\n# the API server's host instead (see the README's Backups and restore).\n")
+		}
 	}
 	out.WriteString("# Discovery (/api, /apis) and access reviews are granted to every authenticated\n" +
 		"# user by the default ClusterRoles system:discovery and system:basic-user.\n")

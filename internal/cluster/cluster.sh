@@ -45,6 +45,14 @@ bindir() {
 		echo "$dir"
 		return
 	fi
+	# One build at a time: a concurrent caller waits for it, then reuses it.
+	mkdir -p "$cache"
+	exec 7>"$cache/bin.lock"
+	flock 7
+	if [[ -f "$dir/complete" ]]; then
+		echo "$dir"
+		return
+	fi
 	mkdir -p "$dir"
 	local major minor pkg ldflags
 	major=${K8S_VERSION#v}; major=${major%%.*}
