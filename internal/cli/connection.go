@@ -3,6 +3,7 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/klog/v2"
 )
 
@@ -24,6 +26,9 @@ type Connection struct {
 	RequestTimeout time.Duration
 	QPS            float32
 	Burst          int
+	// Overrides are kubectl's authentication and connection flags; they win
+	// over the kubeconfig, as in kubectl. CurrentContext is Context's.
+	Overrides clientcmd.ConfigOverrides
 }
 
 // Default client rate limits. client-go's own defaults (5 QPS, burst 10) make
@@ -49,6 +54,7 @@ func connectionFlags(several bool) []cli.Flag {
 		context.Usage = "the kubeconfig context to use; repeatable: one section per context, in the order given"
 		flags = append(flags, &cli.BoolFlag{Name: "all-contexts", Usage: "every context of the kubeconfig, sorted by name"})
 	}
+	flags = append(flags, kubectlFlags()...)
 	return append(flags,
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "work in this namespace (default: the context's namespace)"},
 		&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "work in every namespace"},
@@ -57,6 +63,62 @@ func connectionFlags(several bool) []cli.Flag {
 		&cli.IntFlag{Name: "burst", Value: defaultBurst, Usage: "client request burst to the API server"},
 		&cli.IntFlag{Name: "v", Usage: "log verbosity (klog): 2 phases, 4 per kind, 5 per object"},
 	)
+}
+
+// kubectlFlags are kubectl's authentication and connection flags, with its
+// names and meanings (k8s.io/cli-runtime's genericclioptions).
+func kubectlFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "cluster", Usage: "the kubeconfig cluster to use (instead of the context's)"},
+		&cli.StringFlag{Name: "user", Usage: "the kubeconfig user to use (instead of the context's)"},
+		&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Usage: "the address and port of the Kubernetes API server"},
+		&cli.StringFlag{Name: "tls-server-name", Usage: "server name to use for server certificate validation (default: the server's host name)"},
+		&cli.StringFlag{Name: "certificate-authority", Usage: "path to a cert file for the certificate authority"},
+		&cli.StringFlag{Name: "client-certificate", Usage: "path to a client certificate file for TLS"},
+		&cli.StringFlag{Name: "client-key", Usage: "path to a client key file for TLS"},
+		&cli.BoolFlag{Name: "insecure-skip-tls-verify", Usage: "do not check the server's certificate (insecure: HTTPS connections can be intercepted)"},
+		&cli.StringFlag{Name: "token", Usage: "bearer token for authentication to the API server"},
+		&cli.StringFlag{Name: "as", Usage: "username to impersonate for the operation (a user or a service account: system:serviceaccount:NS:NAME)"},
+		&cli.StringSliceFlag{Name: "as-group", Usage: "group to impersonate for the operation; repeatable"},
+		&cli.StringFlag{Name: "as-uid", Usage: "UID to impersonate for the operation"},
+	}
+}
+
+// overridesFrom turns kubectl's flags into client-go's overrides of the
+// kubeconfig, the way kubectl does (clientcmd.BindOverrideFlags).
+func overridesFrom(c *cli.Context) (clientcmd.ConfigOverrides, error) {
+	o := clientcmd.ConfigOverrides{
+		AuthInfo: clientcmdapi.AuthInfo{
+			ClientCertificate: c.String("client-certificate"),
+			ClientKey:         c.String("client-key"),
+			Token:             c.String("token"),
+			Impersonate:       c.String("as"),
+			ImpersonateUID:    c.String("as-uid"),
+			ImpersonateGroups: c.StringSlice("as-group"),
+		},
+		ClusterInfo: clientcmdapi.Cluster{
+			Server:                c.String("server"),
+			TLSServerName:         c.String("tls-server-name"),
+			CertificateAuthority:  c.String("certificate-authority"),
+			InsecureSkipTLSVerify: c.Bool("insecure-skip-tls-verify"),
+		},
+		Context: clientcmdapi.Context{Cluster: c.String("cluster"), AuthInfo: c.String("user")},
+	}
+	if o.AuthInfo.Impersonate == "" && (len(o.AuthInfo.ImpersonateGroups) > 0 || o.AuthInfo.ImpersonateUID != "") {
+		return o, usageErrorf("--as-group and --as-uid need --as (the user to impersonate)")
+	}
+	for flag, path := range map[string]string{"certificate-authority": o.ClusterInfo.CertificateAuthority, "client-certificate": o.AuthInfo.ClientCertificate, "client-key": o.AuthInfo.ClientKey} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			return o, usageErrorf("--%s: %v", flag, err)
+		}
+	}
+	if (o.AuthInfo.ClientCertificate == "") != (o.AuthInfo.ClientKey == "") {
+		return o, usageErrorf("--client-certificate and --client-key go together")
+	}
+	return o, nil
 }
 
 // connectionFrom reads the connection flags but the contexts: Contexts.targets
@@ -75,6 +137,10 @@ func connectionFrom(c *cli.Context) (Connection, error) {
 	}
 	if conn.QPS <= 0 || conn.Burst <= 0 {
 		return conn, usageErrorf("--qps and --burst must be positive")
+	}
+	var err error
+	if conn.Overrides, err = overridesFrom(c); err != nil {
+		return conn, err
 	}
 	if err := setVerbosity(c.Int("v")); err != nil {
 		return conn, err
@@ -111,8 +177,9 @@ type Clients struct {
 func (conn Connection) clientConfig() clientcmd.ClientConfig {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = conn.Kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: conn.Context}
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	overrides := conn.Overrides
+	overrides.CurrentContext = conn.Context
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &overrides)
 }
 
 // Connect builds the clients. It sends no request.

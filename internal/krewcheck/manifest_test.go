@@ -57,8 +57,8 @@ func TestValidatorRefusesBrokenManifests(t *testing.T) {
 	}
 }
 
-// What krew cannot know: the platforms relabel is released for, and that each
-// archive is the one `make dist` names.
+// What krew cannot know: the platforms relabel is released for, that each
+// archive is the one `make dist` names, and that the licence is installed.
 func TestManifestMatchesReleases(t *testing.T) {
 	data, err := os.ReadFile(manifest)
 	if err != nil {
@@ -86,6 +86,14 @@ func TestManifestMatchesReleases(t *testing.T) {
 		}
 		if pl.Bin != bin {
 			t.Errorf("%s: bin %q, want %q", osArch, pl.Bin, bin)
+		}
+		// krew-index wants the licence installed with the plugin.
+		var files []string
+		for _, f := range pl.Files {
+			files = append(files, f.From+" to "+f.To)
+		}
+		if got, want := strings.Join(files, ", "), bin+" to ., LICENSE to ."; got != want {
+			t.Errorf("%s: files %s, want %s", osArch, got, want)
 		}
 	}
 	for osArch := range want {

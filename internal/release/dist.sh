@@ -26,9 +26,11 @@ for platform in "${platforms[@]}"; do
 	GOOS=$os GOARCH=$arch CGO_ENABLED=0 go build -trimpath -buildvcs=false \
 		-ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -X main.date=$DATE" \
 		-o "dist/$name/$exe" .
-	cp README.md CHANGELOG.md "dist/$name/"
+	# krew-index wants the licence in every archive; the manifest installs it.
+	cp LICENSE README.md CHANGELOG.md "dist/$name/"
 	tar -C "dist/$name" --sort=name --owner=0 --group=0 --numeric-owner --mode='a+rX,u+w,go-w' --mtime="$DATE" -cf - . |
 		gzip -n -9 >"dist/$name.tar.gz"
+	tar -tzf "dist/$name.tar.gz" | grep -x './LICENSE' >/dev/null || { echo "dist: no LICENSE in dist/$name.tar.gz" >&2; exit 1; }
 	sum=$(sha256sum "dist/$name.tar.gz" | cut -d' ' -f1)
 	echo "dist: $sum  dist/$name.tar.gz"
 	# The platform's sha256 is the line after its uri.
