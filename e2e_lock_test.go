@@ -292,7 +292,7 @@ func TestLockLostToAnotherRun(t *testing.T) {
 	}
 }
 
-// TestLeaseLostWhilePaused: the issue itself. A run paused (SIGSTOP, a
+// TestLeaseLostWhilePaused: a run paused (SIGSTOP, a
 // laptop asleep) past the lease duration has its Lease taken over by a
 // second run; when it goes on (SIGCONT), it finds it did not renew in time,
 // stops and exits 1, and its release does not delete the second run's
