@@ -280,21 +280,8 @@ func (om objectMigration) deleteOrphans(ctx context.Context, original *unstructu
 
 // clearRecords takes the adopt record off what the new owner adopted.
 func (om objectMigration) clearRecords(ctx context.Context, uid string) error {
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-		"labels":      map[string]any{AdoptUIDLabel: nil},
-		"annotations": map[string]any{AdoptOfAnnotation: nil, AdoptOriginalAnnotation: nil, workload.TargetAnnotation: nil},
-	}})
-	for _, dep := range recordedResources(om.item.Kind) {
-		client := om.Dynamic.Resource(dep.GVR()).Namespace(om.item.Namespace)
-		list, err := client.List(ctx, metav1.ListOptions{LabelSelector: AdoptUIDLabel + "=" + uid})
-		if err != nil {
-			return errorf(om.item, "listing %s with its adopt record: %w", dep.Resource, err)
-		}
-		for _, obj := range list.Items {
-			if _, err := client.Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return errorf(om.item, "clearing the adopt record of %s %s: %w", dep.Resource, obj.GetName(), err)
-			}
-		}
+	if err := clearAdoptRecords(ctx, om.Dynamic, om.item.Kind, om.item.Namespace, uid); err != nil {
+		return errorf(om.item, "%w", err)
 	}
 	return nil
 }
