@@ -27,6 +27,16 @@ func TestImpersonatedUserIsRefusedThenMigrates(t *testing.T) {
 	waitRolledOut(t, c, ns)
 	before := get(t, c, deployments, ns, "web").GetUID()
 	user := "jane-" + ns
+	// jane may read Deployments, so the plan is made and preflight speaks.
+	reader := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "deployment-reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}}},
+	}
+	if _, err := c.Kube.RbacV1().Roles(ns).Create(context.Background(), reader, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bind(t, c, ns, user, reader.Name)
+	waitAllowed(t, c, ns, user, "list")
 
 	t0 := time.Now()
 	r := relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--gvr", "deployments", "--yes", "--backup-dir", t.TempDir(), "--as", user, "--as-group", "developers")
@@ -53,21 +63,8 @@ func TestImpersonatedUserIsRefusedThenMigrates(t *testing.T) {
 	if role == nil {
 		t.Fatalf("relabel rbac printed no Role:\n%s", r.stdout)
 	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "jane"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-	}
-	if _, err := c.Kube.RbacV1().RoleBindings(ns).Create(context.Background(), binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	testcluster.Eventually(t, time.Minute, "the RoleBinding to reach the authorizer", func(ctx context.Context) (bool, error) {
-		review, err := c.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:               user,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "delete", Group: "apps", Resource: "deployments"},
-		}}, metav1.CreateOptions{})
-		return err == nil && review.Status.Allowed, err
-	})
+	bind(t, c, ns, user, role.Name)
+	waitAllowed(t, c, ns, user, "delete")
 	r = relabel(t, c, nil, "--label", "stage=production", "-n", ns, "--gvr", "deployments", "--yes", "--backup-dir", t.TempDir(), "--as", user)
 	if r.code != 0 {
 		t.Fatalf("as %s with the generated Role: exit %d", user, r.code)
@@ -76,6 +73,31 @@ func TestImpersonatedUserIsRefusedThenMigrates(t *testing.T) {
 	if after.GetUID() == before || after.GetLabels()["stage"] != "production" {
 		t.Errorf("web: uid %s (was %s), labels %v; want a new object with stage=production", after.GetUID(), before, after.GetLabels())
 	}
+}
+
+// bind gives user the Role named role in ns.
+func bind(t *testing.T, c *testcluster.Cluster, ns, user, role string) {
+	t.Helper()
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role + "-" + user},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role},
+	}
+	if _, err := c.Kube.RbacV1().RoleBindings(ns).Create(context.Background(), binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitAllowed waits until the authorizer lets user verb Deployments in ns.
+func waitAllowed(t *testing.T, c *testcluster.Cluster, ns, user, verb string) {
+	t.Helper()
+	testcluster.Eventually(t, time.Minute, "RBAC to let "+user+" "+verb+" deployments", func(ctx context.Context) (bool, error) {
+		review, err := c.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               user,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: "apps", Resource: "deployments"},
+		}}, metav1.CreateOptions{})
+		return err == nil && review.Status.Allowed, err
+	})
 }
 
 // TestConnectionFlagsWithoutKubeconfig audits with only --server,
