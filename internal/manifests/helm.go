@@ -153,7 +153,9 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-func (c *chart) at(file string, line int) string { return fmt.Sprintf("%s:%d", path.Join(c.dir, file), line+1) }
+func (c *chart) at(file string, line int) string {
+	return fmt.Sprintf("%s:%d", path.Join(c.dir, file), line+1)
+}
 
 // readDefines finds the named templates of a file and their ends, counting
 // the blocks opened inside them.
