@@ -45,18 +45,10 @@ func Kustomization(path string, data []byte, opts Options) (*KustomizeBase, erro
 	}
 	label := opts.Label
 	for _, key := range []string{"commonLabels", "labels"} {
-		k, v := lookup(doc, key)
-		if k == nil {
-			continue
+		// Both reach the selectors kustomize builds (labels with includeSelectors).
+		if k, v := lookup(doc, key); k != nil && label.Key != "" && mentions(v, label.Key) {
+			out.Notes = append(out.Notes, Note{File: path, Line: k.Line, Msg: fmt.Sprintf("%s sets %s: check that it is %s, or the built selectors differ from the cluster's", key, label.Key, label.Value)})
 		}
-		msg := key + " are added to every selector kustomize builds: with " + label.Key + " there, the label reaches the selectors from the kustomization, not from the files"
-		if key == "labels" {
-			msg = "labels with includeSelectors: true are added to the selectors kustomize builds; a change there changes every selector of the base"
-		}
-		if label.Key != "" && mentions(v, label.Key) {
-			msg = fmt.Sprintf("%s sets %s: check that its value is %s, or the built selectors differ from the cluster's", key, label.Key, label.Value)
-		}
-		out.Notes = append(out.Notes, Note{File: path, Line: k.Line, Msg: msg})
 	}
 	for _, key := range []string{"patches", "patchesStrategicMerge", "patchesJson6902", "replacements"} {
 		k, v := lookup(doc, key)
