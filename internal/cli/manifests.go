@@ -108,7 +108,7 @@ func RunManifests(cfg ManifestsConfig, stdout, stderr io.Writer) error {
 			lacking++
 		}
 	}
-	fmt.Fprintf(stdout, "%d files changed, %d of %d workloads labelled\n", len(changed), lacking, len(plan.Workloads()))
+	fmt.Fprintf(stdout, "%s changed; %d of %s labelled\n", count(len(changed), "file"), lacking, count(len(plan.Workloads()), "workload"))
 	return nil
 }
 
@@ -122,7 +122,14 @@ func describeChange(r *manifests.Result) string {
 	if n == 0 {
 		return "named templates rewritten"
 	}
-	return fmt.Sprintf("%d workloads labelled", n)
+	return "labelled " + count(n, "workload")
+}
+
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // checkReport is the -o json document of --check.

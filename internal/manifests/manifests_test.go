@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"relabel.dev/relabel/rules"
+	workload "relabel.dev/relabel/unstructured"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -136,7 +137,8 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		wantPos  string
 	}{
 		{"unparseable", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: [web\n", ErrParse, "bad.yaml:"},
-		{"selector conflict", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels:\n      stage: dev\n  template:\n    metadata:\n      labels:\n        stage: dev\n", ErrConflict, "bad.yaml:2:"},
+		{"selector conflict", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels:\n      stage: dev\n  template:\n    metadata:\n      labels:\n        stage: dev\n", ErrConflict, "bad.yaml:8:"},
+		{"expressions exclude the value", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchExpressions:\n    - {key: stage, operator: NotIn, values: [prod]}\n  template:\n    metadata:\n      labels:\n        app: web\n", workload.ErrSelectorConflict, "bad.yaml:2:"},
 		{"metadata conflict", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    stage: dev\nspec:\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n", ErrConflict, "bad.yaml:6:"},
 		{"merge key", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels:\n      <<: {app: web}\n  template:\n    metadata:\n      labels:\n        app: web\n", ErrUnsafe, "bad.yaml:8:"},
 	} {

@@ -93,10 +93,6 @@ func documentEdits(path string, lines []string, root *yaml.Node, opts Options, d
 		return nil, nil, nil
 	}
 	w.Label = label
-	// What the cluster refuses (a selector without the key's value), refused here.
-	if err := workload.AddLabel(obj.DeepCopy(), kind, label); err != nil {
-		return nil, nil, errAt(path, w.Line, ErrConflict, "%v", err)
-	}
 	var edits []edit
 	var errs []error
 	for _, p := range placesOf(kind) {
@@ -108,6 +104,10 @@ func documentEdits(path string, lines []string, root *yaml.Node, opts Options, d
 	}
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
+	}
+	// What the cluster refuses (matchExpressions that exclude the value), refused here.
+	if err := workload.AddLabel(obj.DeepCopy(), kind, label); err != nil {
+		return nil, nil, &posError{file: path, line: w.Line, err: err}
 	}
 	w.Lacking = len(edits) > 0
 	return w, edits, nil
