@@ -124,6 +124,7 @@ func (l *loader) file(p string) error {
 		return err
 	}
 	l.plan.Results = append(l.plan.Results, r)
+	l.plan.Notes = append(l.plan.Notes, r.Notes...)
 	return nil
 }
 

@@ -39,6 +39,10 @@ func YAML(path string, data []byte, opts Options) (*Result, error) {
 		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 			continue
 		}
+		if k, items := lookup(doc.Content[0], "items"); k != nil && items.Kind == yaml.SequenceNode {
+			r.Notes = append(r.Notes, Note{File: path, Line: k.Line, Msg: "the items of a List are not rewritten: add the label to them by hand"})
+			continue
+		}
 		w, e, err := documentEdits(path, lines, doc.Content[0], opts, done)
 		if err != nil {
 			errs = append(errs, err)
