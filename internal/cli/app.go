@@ -73,6 +73,7 @@ func NewApp(program string, build BuildInfo, stdin io.Reader, stdout, stderr io.
 			auditCommand(),
 			backupsCommand(),
 			kindsCommand(),
+			manifestsCommand(),
 			readyCommand(),
 			rbacCommand(),
 			restoreCommand(),
