@@ -40,6 +40,12 @@ type diffLine struct {
 // apply returns the new content and the line-by-line changes.
 func apply(lines []string, edits []edit) ([]byte, []diffLine) {
 	sort.SliceStable(edits, func(i, j int) bool { return edits[i].line < edits[j].line })
+	// New lines end as the file's first line does.
+	if len(lines) > 0 && strings.HasSuffix(lines[0], "\r\n") {
+		for i := range edits {
+			edits[i].text = strings.ReplaceAll(edits[i].text, "\n", "\r\n")
+		}
+	}
 	var out strings.Builder
 	var diff []diffLine
 	k := 0

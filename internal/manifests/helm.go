@@ -386,7 +386,7 @@ func (c *chart) workload(file string, doc [2]int, opts Options, chosen map[strin
 		errs = append(errs, c.unsafe(file, p, label))
 	}
 	if len(errs) > 0 {
-		return nil, nil, nil, errors.Join(errs...)
+		return nil, nil, nil, joinUnique(errs)
 	}
 	w.Lacking = len(lacking) > 0
 	return w, edits, nil, nil
@@ -513,4 +513,18 @@ func (c *chart) includesDefine(from, target string) bool {
 		}
 	}
 	return false
+}
+
+// joinUnique joins errors, once each: places sharing a named template share
+// its problem.
+func joinUnique(errs []error) error {
+	var out []error
+	seen := map[string]bool{}
+	for _, err := range errs {
+		if !seen[err.Error()] {
+			seen[err.Error()] = true
+			out = append(out, err)
+		}
+	}
+	return errors.Join(out...)
 }

@@ -218,3 +218,40 @@ func TestWriteKeepsModeAndIsAtomic(t *testing.T) {
 		t.Errorf("temporary files left: %v", entries)
 	}
 }
+
+func TestRulesPickKindsAndLabels(t *testing.T) {
+	file, err := rules.LoadFile("../../testdata/rules/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := "testdata/rules-objects.yaml"
+	data, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := YAML(in, data, Options{Rules: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "testdata/rules-objects.golden.yaml", r.New)
+	want := map[string]string{"api": "team=payments", "web": "app.kubernetes.io/name=web"}
+	for _, w := range r.Workloads {
+		if got := w.Label.String(); got != want[w.Name] || !w.Lacking {
+			t.Errorf("%s: label %s (lacking %v), want %s", w.Name, got, w.Lacking, want[w.Name])
+		}
+	}
+}
+
+func TestCRLFFileGetsCRLFLines(t *testing.T) {
+	in := strings.ReplaceAll("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n", "\n", "\r\n")
+	r, err := YAML("crlf.yaml", []byte(in), stageProd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(r.New), "stage: prod\r\n"); got != 3 {
+		t.Errorf("%d CRLF label lines, want 3:\n%q", got, r.New)
+	}
+	if strings.Count(string(r.New), "\n") != strings.Count(string(r.New), "\r\n") {
+		t.Errorf("mixed line endings: %q", r.New)
+	}
+}
