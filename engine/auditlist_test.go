@@ -145,8 +145,8 @@ func TestAuditRawListsAgreeWithDynamicClient(t *testing.T) {
 			withMeta(deployment, "web-temp", map[string]any{"labels": map[string]any{workload.TempLabelKey: "web"}}),
 			withMeta(deployment, "managed-fields", map[string]any{"managedFields": []any{map[string]any{"manager": "kubectl", "fieldsV1": map[string]any{"f:spec": map[string]any{}}}}}),
 		},
-		"/apis/apps/v1/statefulsets": {fixture(t, "statefulset.yaml")},
-		"/apis/apps/v1/daemonsets":   {},
+		"/apis/apps/v1/statefulsets":     {fixture(t, "statefulset.yaml")},
+		"/apis/apps/v1/daemonsets":       {},
 		"/apis/example.com/v1/pipelines": {pipeline, withMeta(pipeline, "q", nil)},
 	}
 	kinds := []rules.Kind{deployments, builtin(t, "apps", "StatefulSet"), builtin(t, "apps", "DaemonSet"), custom}
