@@ -73,7 +73,8 @@ func run(ctx context.Context, kubeconfig string, limit, concurrency int, paths [
 			}
 		})
 	}
-	return total.Load(), g.Wait()
+	err = g.Wait()
+	return total.Load(), err
 }
 
 // page fetches one page and discards it but for its continue token, which
