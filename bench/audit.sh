@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The audit benchmark: `relabel audit` against `kubectl get` of the same
-# workload kinds, on a dedicated local cluster (relabel-bench) holding
+# The audit benchmark: `relabel audit` against its floor, bench/wirefloor
+# paging the same lists the same way and discarding the bytes (and against
+# `kubectl get` of the same kinds), on a dedicated local cluster (relabel-bench) holding
 # BENCH_NAMESPACES namespaces, each with BENCH_DEPLOYMENTS_PER_NS Deployments
 # (scaled to zero) and BENCH_ROLLOUTS_PER_NS Rollout custom resources.
 #
@@ -11,10 +12,13 @@
 #   BENCH_NAMESPACES          namespaces bench-000, bench-001, ... (default 100)
 #   BENCH_DEPLOYMENTS_PER_NS  Deployments per namespace (default 100)
 #   BENCH_ROLLOUTS_PER_NS     Rollouts per namespace (default 10)
-#   BENCH_RUNS                timed runs of each command (default 3)
+#   BENCH_RUNS                timed runs of each command, alternating (default 5)
 #   BENCH_WORKERS             concurrent create requests while loading (default 16)
 #   BENCH_SETTLE_SECONDS      pause after a fresh load, once the controllers caught up (default 20)
 #   BENCH_OUT                 also write the report to this file
+#
+# The 50,000-object point: BENCH_DEPLOYMENTS_PER_NS=500 BENCH_ROLLOUTS_PER_NS=50
+# (loading it takes about an hour on 2 cores; 11,000 objects took 10 minutes).
 #
 # The data set is loaded once; the ConfigMap default/relabel-bench records
 # what was loaded, and a later run with the same dimensions reuses it. Loading
@@ -28,7 +32,7 @@ source bench/lib.sh
 namespaces=${BENCH_NAMESPACES:-100}
 deployments=${BENCH_DEPLOYMENTS_PER_NS:-100}
 rollouts=${BENCH_ROLLOUTS_PER_NS:-10}
-runs=${BENCH_RUNS:-3}
+runs=${BENCH_RUNS:-5}
 workers=${BENCH_WORKERS:-16}
 settle=${BENCH_SETTLE_SECONDS:-20}
 
@@ -44,6 +48,7 @@ trap 'rm -rf "$work"' EXIT
 
 cluster_up
 build_relabel "$work"
+go build -trimpath -ldflags '-s -w' -o "$work/wirefloor" ./bench/wirefloor
 
 # count RESOURCE_PATH: how many objects the API serves there, from one
 # single-item page and its remainingItemCount.
@@ -84,38 +89,42 @@ objects_ro=$(count /apis/demo.relabel.dev/v1alpha1/rollouts 2>/dev/null || echo 
 size=$( (k get --raw /apis/apps/v1/namespaces/bench-000/deployments/app-0000 2>/dev/null || true) | wc -c)
 
 relabel_cmd=("$relabel" audit --kubeconfig "$kubeconfig" --label stage -A -o json)
+floor_cmd=("$work/wirefloor" --kubeconfig "$kubeconfig" /apis/apps/v1/deployments /apis/apps/v1/statefulsets /apis/apps/v1/daemonsets /apis/demo.relabel.dev/v1alpha1/rollouts)
 kubectl_cmd=("$kubectl" --kubeconfig "$kubeconfig" get "deployments,statefulsets,daemonsets,rollouts.demo.relabel.dev" -A -o json)
 
-# time_run NAME CMD...: one run, appends "wall_seconds peak_rss_kib" to $work/times.NAME.
+# time_run NAME CMD...: one run, appends "wall_seconds peak_rss_kib cpu_seconds" to $work/times.NAME.
 time_run() {
 	local name=$1
 	shift
-	if ! /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/stderr"; then
-		cat "$work/stderr" "$work/time" >&2
-		die "$name failed: $*"
-	fi
-	tail -n1 "$work/time" >>"$work/times.$name"
+	measure "$work/times.$name" "$@"
 }
 
 # A warm-up run of each fills the API server's caches and kubectl's discovery cache.
 log "warm-up"
 "${relabel_cmd[@]}" >"$work/audit.json"
 "${kubectl_cmd[@]}" >/dev/null
+"${floor_cmd[@]}" >/dev/null
 audited=$(jq '.summary.objects' "$work/audit.json")
 lacking=$(jq '.summary.lacking' "$work/audit.json")
 
 # Interleaved, so that load from elsewhere on the machine hits both alike.
 for ((i = 1; i <= runs; i++)); do
-	log "run $i/$runs"
+	log "run $i/$runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	time_run floor "${floor_cmd[@]}"
 	time_run relabel "${relabel_cmd[@]}"
 	time_run kubectl "${kubectl_cmd[@]}"
 done
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 wall() { awk '{ print $1 }' "$work/times.$1" | median; }
 rss() { awk '{ printf "%.1f\n", $2 / 1024 }' "$work/times.$1" | median; }
-runs_of() { awk '{ printf "%s%.2fs/%.1fMiB", (NR > 1 ? ", " : ""), $1, $2 / 1024 }' "$work/times.$1"; }
+cpu() { awk '{ print $3 }' "$work/times.$1" | median; }
+runs_of() { awk '{ printf "%s%.2fs/%.2fs/%.1fMiB", (NR > 1 ? ", " : ""), $1, $3, $2 / 1024 }' "$work/times.$1"; }
 
-relabel_wall=$(wall relabel) relabel_rss=$(rss relabel)
+relabel_wall=$(wall relabel) relabel_rss=$(rss relabel) relabel_cpu=$(cpu relabel)
+floor_wall=$(wall floor) floor_rss=$(rss floor) floor_cpu=$(cpu floor)
+floor_wall_ratio=$(ratio "$relabel_wall" "$floor_wall")
+floor_cpu_ratio=$(ratio "$relabel_cpu" "$floor_cpu")
 kubectl_wall=$(wall kubectl) kubectl_rss=$(rss kubectl)
 wall_ratio=$(ratio "$relabel_wall" "$kubectl_wall")
 rss_ratio=$(ratio "$relabel_rss" "$kubectl_rss")
@@ -127,6 +136,11 @@ result audit.deployments "$objects_deploy"
 result audit.rollouts "$objects_ro"
 result audit.relabel.wall "$relabel_wall"
 result audit.relabel.rss_mib "$relabel_rss"
+result audit.relabel.cpu "$relabel_cpu"
+result audit.floor.wall "$floor_wall"
+result audit.floor.cpu "$floor_cpu"
+result audit.floor.rss_mib "$floor_rss"
+result audit.load "$load"
 result audit.kubectl.wall "$kubectl_wall"
 result audit.kubectl.rss_mib "$kubectl_rss"
 result audit.runs "$runs"
@@ -138,11 +152,16 @@ report() {
 	echo "cluster $cluster ($kubeconfig): $objects_deploy Deployments, $objects_sts StatefulSets, $objects_ds DaemonSets, $objects_ro Rollouts; a Deployment is $size bytes as JSON"
 	echo "relabel audited $audited objects, $lacking lack the label"
 	echo
-	printf '%-16s %14s %18s   %s\n' COMMAND "WALL s (median)" "PEAK RSS MiB (med)" "RUNS (wall/peak RSS)"
-	printf '%-16s %14s %18s   %s\n' "relabel audit" "$relabel_wall" "$relabel_rss" "$(runs_of relabel)"
-	printf '%-16s %14s %18s   %s\n' "kubectl get" "$kubectl_wall" "$kubectl_rss" "$(runs_of kubectl)"
-	printf '%-16s %14s %18s\n' "relabel/kubectl" "$wall_ratio" "$rss_ratio"
+	echo "load average during the runs: $load (at the end)"
 	echo
+	printf '%-16s %14s %14s %18s   %s\n' COMMAND "WALL s (median)" "CPU s (median)" "PEAK RSS MiB (med)" "RUNS (wall/CPU/peak RSS)"
+	printf '%-16s %14s %14s %18s   %s\n' "wire floor" "$floor_wall" "$floor_cpu" "$floor_rss" "$(runs_of floor)"
+	printf '%-16s %14s %14s %18s   %s\n' "relabel audit" "$relabel_wall" "$relabel_cpu" "$relabel_rss" "$(runs_of relabel)"
+	printf '%-16s %14s %14s %18s   %s\n' "kubectl get" "$kubectl_wall" "$(cpu kubectl)" "$kubectl_rss" "$(runs_of kubectl)"
+	printf '%-16s %14s %14s\n' "relabel/floor" "$floor_wall_ratio" "$floor_cpu_ratio"
+	printf '%-16s %14s %14s %18s\n' "relabel/kubectl" "$wall_ratio" "" "$rss_ratio"
+	echo
+	echo "  wire floor:    ${floor_cmd[*]/#$work\//} >/dev/null"
 	echo "  relabel audit: ${relabel_cmd[*]/#$work\//} >/dev/null"
 	echo "  kubectl get:   ${kubectl_cmd[*]/#$bin\//} >/dev/null"
 	echo "relabel faster than kubectl: $faster; relabel peak RSS under half of kubectl's: $lighter"

@@ -58,7 +58,9 @@ table() {
 	row Kubernetes "$(get kubernetes) (kube-apiserver, kube-controller-manager, kube-scheduler; kwok nodes: $(get nodes))"
 	row relabel "$(git describe --tags --always --dirty 2>/dev/null || echo dev), $(go version | awk '{ print $3 }')"
 	row "audit: \`relabel audit -A -o json\`, $(get audit.objects) objects ($(get audit.deployments) Deployments, $(get audit.rollouts) Rollouts)" \
-		"$(get audit.relabel.wall) s, $(get audit.relabel.rss_mib) MiB (median of $(get audit.runs))"
+		"$(get audit.relabel.wall) s, $(get audit.relabel.cpu) s CPU, $(get audit.relabel.rss_mib) MiB (median of $(get audit.runs), alternating with the floor)"
+	row "audit: wire floor (bench/wirefloor: the same lists, pages and concurrency, bytes discarded)" "$(get audit.floor.wall) s, $(get audit.floor.cpu) s CPU, $(get audit.floor.rss_mib) MiB"
+	row "audit: relabel / floor" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.floor.wall)"), CPU $(ratio "$(get audit.relabel.cpu)" "$(get audit.floor.cpu)"); load average $(get audit.load)"
 	row "audit: \`kubectl get … -A -o json\`" "$(get audit.kubectl.wall) s, $(get audit.kubectl.rss_mib) MiB"
 	row "audit: relabel / kubectl" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.kubectl.wall)"), peak RSS $(ratio "$(get audit.relabel.rss_mib)" "$(get audit.kubectl.rss_mib)")"
 	local n mode wall runs flags ready=""

@@ -1,5 +1,6 @@
 // Package engine does relabel's I/O: listing workloads for audit and
-// migrating them, for every kind through the dynamic client.
+// migrating them, for every kind through the dynamic client (audit's lists
+// as raw JSON).
 package engine
 
 import (
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"relabel.dev/relabel/rules"
@@ -47,6 +49,9 @@ type Finding struct {
 // Auditor lists workloads page by page and checks each for the label.
 type Auditor struct {
 	Dynamic dynamic.Interface
+	// REST, when set, lists for Audit as raw JSON (NewRawClient), decoding
+	// of each object only what a finding reads; Plan always uses Dynamic.
+	REST rest.Interface
 	// PageSize bounds each list response; 500 when zero.
 	PageSize int64
 	// Concurrency bounds how many kinds are listed at once; 4 when zero.
@@ -69,21 +74,19 @@ func (a Auditor) Audit(ctx context.Context, scope Scope, label workload.Label) (
 	for _, kind := range scope.Kinds {
 		g.Go(func() error {
 			var local []Finding
-			err := a.list(ctx, kind, scope, func(obj *unstructured.Unstructured) error {
-				if workload.IsTemp(obj) {
-					return nil
+			visit := func(obj *unstructured.Unstructured) error {
+				f, ok, err := finding(obj, kind, label)
+				if ok {
+					local = append(local, f)
 				}
-				report, err := workload.Check(obj, kind, label)
-				if err != nil {
-					return err
-				}
-				local = append(local, Finding{
-					GVR: kind.GVRString(), Kind: kind.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
-					Report: report, Complete: report.Complete(), Owner: controllerOf(obj), ManagedBy: managedBy(obj),
-					LabelSelector: selectorString(obj, kind),
-				})
-				return nil
-			})
+				return err
+			}
+			var err error
+			if a.REST != nil {
+				err = a.listRaw(ctx, kind, scope, auditKeep(kind), visit)
+			} else {
+				err = a.list(ctx, kind, scope, visit)
+			}
 			mu.Lock()
 			findings = append(findings, local...)
 			mu.Unlock()
@@ -101,9 +104,28 @@ func (a Auditor) Audit(ctx context.Context, scope Scope, label workload.Label) (
 		if a.Kind != b.Kind {
 			return a.Kind < b.Kind
 		}
-		return a.Name < b.Name
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.GVR < b.GVR // same Kind in two groups: kinds are listed concurrently
 	})
 	return findings, nil
+}
+
+// finding is what audit reports of obj; false for relabel's own copies.
+func finding(obj *unstructured.Unstructured, kind rules.Kind, label workload.Label) (Finding, bool, error) {
+	if workload.IsTemp(obj) {
+		return Finding{}, false, nil
+	}
+	report, err := workload.Check(obj, kind, label)
+	if err != nil {
+		return Finding{}, false, err
+	}
+	return Finding{
+		GVR: kind.GVRString(), Kind: kind.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
+		Report: report, Complete: report.Complete(), Owner: controllerOf(obj), ManagedBy: managedBy(obj),
+		LabelSelector: selectorString(obj, kind),
+	}, true, nil
 }
 
 // selectorString is obj's selector for people to read. A selector that is
@@ -166,13 +188,19 @@ func controllerOf(obj *unstructured.Unstructured) string {
 	return ""
 }
 
+// The annotations managedBy reads; audit decodes no others.
+const (
+	helmReleaseAnnotation  = "meta.helm.sh/release-name"
+	argoTrackingAnnotation = "argocd.argoproj.io/tracking-id"
+)
+
 // managedBy recognises the markers that Helm, Argo CD and Flux put on what they manage.
 func managedBy(obj *unstructured.Unstructured) string {
 	l, a := obj.GetLabels(), obj.GetAnnotations()
 	switch {
-	case l["app.kubernetes.io/managed-by"] == "Helm" || a["meta.helm.sh/release-name"] != "":
+	case l["app.kubernetes.io/managed-by"] == "Helm" || a[helmReleaseAnnotation] != "":
 		return "Helm"
-	case l["argocd.argoproj.io/instance"] != "" || a["argocd.argoproj.io/tracking-id"] != "":
+	case l["argocd.argoproj.io/instance"] != "" || a[argoTrackingAnnotation] != "":
 		return "Argo CD"
 	case l["kustomize.toolkit.fluxcd.io/name"] != "" || l["helm.toolkit.fluxcd.io/name"] != "":
 		return "Flux"

@@ -141,7 +141,11 @@ func auditCluster(ctx context.Context, cfg AuditConfig, t Target, stderr io.Writ
 	if err != nil {
 		return nil, err
 	}
-	findings, err := engine.Auditor{Dynamic: clients.Dynamic}.Audit(ctx, engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}, cfg.Label)
+	raw, err := engine.NewRawClient(clients.Config)
+	if err != nil {
+		return nil, err
+	}
+	findings, err := engine.Auditor{Dynamic: clients.Dynamic, REST: raw}.Audit(ctx, engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}, cfg.Label)
 	if err != nil {
 		return nil, err
 	}
