@@ -112,7 +112,7 @@ spec:
 	// Git now owns the label in the selector: the GitOps manager's fields name it.
 	owns := false
 	for _, m := range after.GetManagedFields() {
-		if m.Manager == "gitops" && m.Operation == metav1.ManagedFieldsOperationApply && m.FieldsV1 != nil && strings.Contains(string([]byte(m.FieldsV1.GetRawString())), `"f:stage"`) {
+		if m.Manager == "gitops" && m.Operation == metav1.ManagedFieldsOperationApply && m.FieldsV1 != nil && strings.Contains(m.FieldsV1.GetRawString(), `"f:stage"`) {
 			owns = true
 		}
 	}
