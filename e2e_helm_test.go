@@ -376,15 +376,17 @@ func TestHelmAfterMigration(t *testing.T) {
 		}
 	})
 
-	// The failed rollback's manifest is now the release's: a second rollback
-	// to the same revision finds nothing to change and reports success, while
-	// the workloads still run the rewritten chart's revision.
-	step("rollback again reports success and changes nothing", func(t *testing.T) {
+	// The failed rollback's manifest (revision 2's) is now the release's, so
+	// a second rollback to revision 2 no longer removes the label: Helm's
+	// three-way patch only deletes what the last manifest had. It succeeds,
+	// runs revision 2's pod template, and keeps the label everywhere.
+	step("rollback again succeeds and keeps the label", func(t *testing.T) {
 		if r := h.run(t, "rollback", release, "2", "--wait", "--timeout", "2m"); r.code != 0 {
 			t.Fatalf("helm rollback 2: exit %d", r.code)
 		}
 		h.assertHistory(t, release, "superseded", "superseded", "failed", "superseded", "failed", "deployed")
-		assertWorkloads(t, "4")
+		assertWorkloads(t, "2")
+		assertPodsLabelled(t)
 	})
 
 	// What to do instead: upgrade with the rewritten chart and the values of

@@ -255,7 +255,7 @@ helm_bin() {
 		echo "$dir/helm"
 		return
 	fi
-	log "building Helm $HELM_VERSION into $dir (about 4 minutes on a cold cache)"
+	log "building Helm $HELM_VERSION into $dir (about 11 CPU-minutes on a cold cache)"
 	(
 		cd /
 		CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOWORK=off GOBIN="$dir" \
