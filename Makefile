@@ -51,6 +51,7 @@ test: lint test-deps reproducible ## run every test, end to end on the local clu
 	RELABEL_TEST_KUBECONFIG=$$(bash $(CLUSTER) up relabel-test) \
 	RELABEL_TEST_KUBECONFIG_B=$$(RELABEL_CLUSTER_NODES=1 bash $(CLUSTER) up relabel-test-b) \
 	RELABEL_TEST_KUBECONFIG_ROLLOUTS=$$(bash $(CLUSTER) rollouts relabel-test-rollouts) \
+	RELABEL_TEST_HELM=$$(bash $(CLUSTER) helm-bin) \
 		$(GO) test -race -count=1 -timeout 60m ./...
 	cd internal/krewcheck && $(GO) test -count=1 ./...
 
