@@ -96,6 +96,9 @@ type Migrator struct {
 	Events *Events
 	// OnProgress is called for every step, from several goroutines at once.
 	OnProgress func(Progress)
+	// GitOps, when set, pauses the GitOps objects of each object while it
+	// is in flight (Item.GitOps).
+	GitOps *Pauser
 	Options
 }
 
@@ -141,6 +144,9 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 	if err := w.start(watchCtx, ctx); err != nil {
 		return nil, err
 	}
+	if m.GitOps != nil {
+		m.GitOps.Sweep(ctx, items)
+	}
 
 	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.DefaultTypedControllerRateLimiter[int](),
@@ -150,8 +156,18 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 		finished = make([]*Result, len(todo))
 		done     int
 		started  = make([]time.Time, len(todo))
+		paused   = make([]bool, len(todo))
 	)
 	finish := func(i int, r Result) {
+		mu.Lock()
+		release := paused[i] && finished[i] == nil
+		paused[i] = false
+		mu.Unlock()
+		// The object is done with: its GitOps objects resume once no other
+		// object holds them, after a Ctrl-C too.
+		if release {
+			m.GitOps.Release(ctx, r.Item)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if finished[i] == nil {
@@ -191,8 +207,19 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 				if started[i].IsZero() {
 					started[i] = time.Now()
 				}
-				start := started[i]
+				start, acquire := started[i], m.GitOps != nil && !paused[i] && finished[i] == nil
 				mu.Unlock()
+				if acquire {
+					if err := m.GitOps.Acquire(ctx, todo[i]); err != nil {
+						queue.Forget(i)
+						finish(i, Result{Item: todo[i], Outcome: Failed, Duration: time.Since(start), Message: err.Error()})
+						queue.Done(i)
+						continue
+					}
+					mu.Lock()
+					paused[i] = true
+					mu.Unlock()
+				}
 				om := objectMigration{Migrator: m, watch: w, item: todo[i], start: start}
 				run := om.run
 				if om.item.Strategy == rules.Adopt {

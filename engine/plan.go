@@ -40,6 +40,8 @@ type Item struct {
 	Reason string
 	// ManagedBy names a tool that may revert the change (Helm, Argo CD, Flux).
 	ManagedBy string
+	// GitOps are the GitOps objects that apply it from a source.
+	GitOps []workload.GitOpsOwner
 	// Conflict: the selector already has the key with another value.
 	Conflict bool
 }
@@ -75,6 +77,16 @@ type PlanOptions struct {
 	// Rules, when it has rules, gives each object its label and strategy;
 	// Label and Strategy apply to objects no rule matches.
 	Rules *rules.File
+	// ArgoCDNamespace is where Argo CD's Applications are unless their
+	// tracking names another namespace; "argocd" when empty.
+	ArgoCDNamespace string
+}
+
+func (opts PlanOptions) argocdNamespace() string {
+	if opts.ArgoCDNamespace == "" {
+		return "argocd"
+	}
+	return opts.ArgoCDNamespace
 }
 
 // labelFor decides the label and strategy of obj: its rule's, else the defaults.
@@ -150,14 +162,23 @@ func chooseStrategy(kind rules.Kind, obj *unstructured.Unstructured, asked rules
 func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([]Item, error) {
 	var items []Item
 	for _, kind := range scope.Kinds {
-		type temp struct{ namespace, origin, label string }
+		type temp struct {
+			namespace, origin, label string
+			gitops                   []workload.GitOpsOwner
+		}
 		// originals maps namespace/name to the object's place in items.
 		originals := map[string]int{}
 		var temps []temp
 		err := lister.list(ctx, kind, scope, func(obj *unstructured.Unstructured) error {
 			if workload.IsTemp(obj) {
 				ann := obj.GetAnnotations()
-				temps = append(temps, temp{obj.GetNamespace(), ann[workload.OriginNameAnnotation], ann[workload.TargetAnnotation]})
+				// The copy carries its original's tracking metadata aside.
+				original, err := workload.OriginalOf(obj)
+				if err != nil {
+					return err
+				}
+				temps = append(temps, temp{obj.GetNamespace(), ann[workload.OriginNameAnnotation], ann[workload.TargetAnnotation],
+					workload.GitOpsOwners(original, opts.argocdNamespace())})
 				return nil
 			}
 			item, err := planObject(kind, obj, opts)
@@ -199,7 +220,7 @@ func Plan(ctx context.Context, lister Auditor, scope Scope, opts PlanOptions) ([
 				return nil, fmt.Errorf("the copy of %s/%s records an unusable label %q: %w", t.namespace, t.origin, t.label, err)
 			}
 			items = append(items, Item{Kind: kind, Namespace: t.namespace, Name: t.origin, Action: ActionResume,
-				Strategy: rules.TempCopy, Label: label, Reason: "original missing, its temporary copy exists"})
+				Strategy: rules.TempCopy, Label: label, Reason: "original missing, its temporary copy exists", GitOps: t.gitops})
 		}
 		// An original orphan-deleted by adopt comes back from its backup; a
 		// relabelled one still has its old revisions to clean up.
@@ -246,7 +267,8 @@ const reasonDeleting = "being deleted"
 const ReasonLabelled = "already labelled"
 
 func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOptions) (Item, error) {
-	it := Item{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Strategy: kind.Strategy, ManagedBy: managedBy(obj)}
+	it := Item{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Strategy: kind.Strategy, ManagedBy: managedBy(obj),
+		GitOps: workload.GitOpsOwners(obj, opts.argocdNamespace())}
 	label, asked, ruleName, err := opts.labelFor(kind, obj)
 	if err != nil {
 		it.Action, it.Reason = ActionSkip, err.Error()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"relabel.dev/relabel/engine"
 	"relabel.dev/relabel/rules"
@@ -34,6 +35,8 @@ func migrateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable, Usage: "table, wide, json or yaml (the final report)"},
 		&cli.BoolFlag{Name: "multi-cluster", Usage: "with --yes, confirm a migration over several contexts (--all-contexts or --context given more than once); clusters go one after another"},
 		&cli.BoolFlag{Name: "keep-going", Usage: "with several contexts, go on with the next cluster after one fails"},
+		&cli.BoolFlag{Name: "pause-gitops", Usage: "suspend the Flux Kustomization or HelmRelease, or the Argo CD Application's automated sync, of each object while it migrates; restore exactly what was changed afterwards"},
+		&cli.StringFlag{Name: "argocd-namespace", Value: "argocd", Usage: "namespace of Argo CD's Applications, unless an object's tracking id names another"},
 		rulesFlag(),
 	)
 }
@@ -72,6 +75,9 @@ type MigrateConfig struct {
 	IncludeOwned bool
 	Output       string
 	Rules        *rules.File
+	// PauseGitOps pauses each object's GitOps owners while it migrates.
+	PauseGitOps     bool
+	ArgoCDNamespace string
 }
 
 func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
@@ -107,6 +113,10 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 		Several: contexts.Several(), MultiCluster: c.Bool("multi-cluster"), KeepGoing: c.Bool("keep-going"), Label: label, GVRs: c.StringSlice("gvr"), Selector: selector,
 		Timeout: c.Duration("timeout"), Concurrency: c.Int("concurrency"), BackupDir: c.String("backup-dir"),
 		TempSuffix: c.String("temp-suffix"), Yes: c.Bool("yes"), IncludeOwned: c.Bool("include-owned"), Rules: file,
+		PauseGitOps: c.Bool("pause-gitops"), ArgoCDNamespace: c.String("argocd-namespace"),
+	}
+	if errs := validation.IsDNS1123Label(cfg.ArgoCDNamespace); len(errs) > 0 {
+		return cfg, usageErrorf("--argocd-namespace %q: %s", cfg.ArgoCDNamespace, strings.Join(errs, "; "))
 	}
 	if cfg.MaxSurgePods = c.Int64("max-surge-pods"); cfg.MaxSurgePods < 0 {
 		return cfg, usageErrorf("--max-surge-pods must not be negative")
@@ -212,7 +222,13 @@ func (cm *clusterMigration) run(ctx context.Context, cfg MigrateConfig, stderr i
 		flight = newInFlight(cfg.TempSuffix, leaseNamespaces(cm.items), cm.items)
 	}
 	defer interruptsFrom(ctx).follow(flight, progress.notice)()
+	var pauser *engine.Pauser
+	if cfg.PauseGitOps && cfg.DryRun == engine.DryRunNone {
+		pauser = &engine.Pauser{Dynamic: cm.clients.Dynamic, Leases: cm.clients.Kube.CoordinationV1(), Holder: cm.identity,
+			Say: func(msg string) { progress.notice(msg) }}
+	}
 	m := &engine.Migrator{
+		GitOps:  pauser,
 		Dynamic: cm.clients.Dynamic,
 		Backups: cm.backups,
 		Events:  events,

@@ -24,6 +24,9 @@ type clusterMigration struct {
 	items   []engine.Item
 	act     int
 	backups engine.Backups
+	// identity names the run as the holder of its Leases and of its
+	// records on paused GitOps objects.
+	identity string
 }
 
 // planCluster plans one cluster's migration and checks, without writing,
@@ -46,11 +49,12 @@ func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Wri
 	if err != nil {
 		return nil, err
 	}
-	cm := &clusterMigration{target: t, clients: clients, backups: backups}
+	cm := &clusterMigration{target: t, clients: clients, backups: backups, identity: engine.NewIdentity()}
 	scope := engine.Scope{Kinds: kinds, Namespace: clients.Namespace, Selector: cfg.Selector}
 	cm.items, err = engine.Plan(ctx, engine.Auditor{Dynamic: clients.Dynamic}, scope, engine.PlanOptions{
 		Label: cfg.Label, IncludeOwned: cfg.IncludeOwned, NamespaceGiven: t.Namespace != "",
 		Strategy: cfg.Strategy, Backups: &cm.backups, Rules: cfg.Rules, MaxSurgePods: cfg.MaxSurgePods,
+		ArgoCDNamespace: cfg.ArgoCDNamespace,
 	})
 	if errors.Is(err, engine.ErrStrategyRefused) || errors.Is(err, engine.ErrBadRule) {
 		return nil, UsageError{Err: err}
@@ -58,7 +62,13 @@ func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Wri
 	if err != nil {
 		return nil, err
 	}
-	printPlan(stderr, cm.items, cm.backups.Tree())
+	if err == nil {
+		err = engine.ResolveGitOps(ctx, clients.Dynamic, cm.items, cfg.PauseGitOps)
+	}
+	if err != nil {
+		return nil, err
+	}
+	printPlan(stderr, cm.items, cm.backups.Tree(), cfg.PauseGitOps)
 	// A selector that already has the key with another value is a mistake to
 	// look into, not something to step around.
 	var conflicts []string
@@ -73,7 +83,11 @@ func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Wri
 	if cm.act, _ = engine.Count(cm.items); cm.act == 0 || cfg.DryRun != engine.DryRunNone {
 		return cm, nil
 	}
-	missing, err := engine.Preflight(ctx, clients.Kube.AuthorizationV1().SelfSubjectAccessReviews(), engine.RequiredPermissions(cm.items))
+	perms := engine.RequiredPermissions(cm.items)
+	if cfg.PauseGitOps {
+		perms = append(perms, engine.GitOpsPermissions(cm.items)...)
+	}
+	missing, err := engine.Preflight(ctx, clients.Kube.AuthorizationV1().SelfSubjectAccessReviews(), perms)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +105,7 @@ func planCluster(ctx context.Context, cfg MigrateConfig, t Target, stderr io.Wri
 // limit. The run goes on in locked: ctx, but cancelled, as by a Ctrl-C, with
 // the *engine.LostError as its cause when the run loses a Lease.
 func (cm *clusterMigration) lock(ctx context.Context) (locked context.Context, release func(), err error) {
-	held, err := engine.Locks{Client: cm.clients.Lock.CoordinationV1(), Identity: engine.NewIdentity()}.Acquire(ctx, planNamespaces(cm.items))
+	held, err := engine.Locks{Client: cm.clients.Lock.CoordinationV1(), Identity: cm.identity}.Acquire(ctx, planNamespaces(cm.items))
 	if err != nil {
 		return ctx, nil, err
 	}
@@ -107,7 +121,7 @@ func lockLost(ctx context.Context, err error) error {
 	return err
 }
 
-func printPlan(w io.Writer, items []engine.Item, backupDir string) {
+func printPlan(w io.Writer, items []engine.Item, backupDir string, pauseGitOps bool) {
 	act, skip := engine.Count(items)
 	fmt.Fprintf(w, "Plan: %d objects to migrate (%d skipped), backups in %s\n", act, skip, backupDir)
 	for _, it := range items {
@@ -122,7 +136,18 @@ func printPlan(w io.Writer, items []engine.Item, backupDir string) {
 		if it.Reason != "" {
 			line += ": " + it.Reason
 		}
-		if it.ManagedBy != "" {
+		switch {
+		case len(it.GitOps) > 0 && pauseGitOps:
+			names := make([]string, len(it.GitOps))
+			for i, o := range it.GitOps {
+				names[i] = o.String()
+			}
+			line += "; pauses " + strings.Join(names, ", ") + " while it migrates"
+		case len(it.GitOps) > 0:
+			for _, o := range it.GitOps {
+				line += "; warning: " + engine.GitOpsConsequence(o)
+			}
+		case it.ManagedBy != "":
 			line += fmt.Sprintf("; warning: managed by %s, which may revert the change", it.ManagedBy)
 		}
 		fmt.Fprintln(w, line)

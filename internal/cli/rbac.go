@@ -37,6 +37,7 @@ func rbacCommand() *cli.Command {
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "a Role and RoleBinding for this namespace only (default: a ClusterRole and ClusterRoleBinding)"},
 			&cli.BoolFlag{Name: "audit-only", Usage: "the read-only role relabel audit needs"},
 			&cli.StringFlag{Name: "strategy", Value: string(rules.StrategyAuto), Usage: "the migration strategy to allow: auto (both, for kinds that can adopt), temp-copy or adopt"},
+			&cli.BoolFlag{Name: "pause-gitops", Usage: "also get and patch Flux Kustomizations and HelmReleases and Argo CD Applications, for relabel --pause-gitops"},
 			&cli.StringFlag{Name: "name", Usage: "name of the ServiceAccount, role and binding (default: relabel, or relabel-audit with --audit-only)"},
 			&cli.StringFlag{Name: "service-account-namespace", Usage: "namespace of the ServiceAccount (default: --namespace, else " + DefaultServiceAccountNamespace + ")"},
 		},
@@ -62,7 +63,9 @@ type RBACConfig struct {
 	Namespace string // empty: cluster-wide
 	AuditOnly bool
 	Strategy  rules.Strategy
-	Name      string
+	// PauseGitOps grants what relabel --pause-gitops needs too.
+	PauseGitOps bool
+	Name        string
 	// ServiceAccountNamespace is where the ServiceAccount lives.
 	ServiceAccountNamespace string
 }
@@ -78,6 +81,10 @@ func rbacConfigFrom(c *cli.Context) (RBACConfig, error) {
 	cfg := RBACConfig{
 		GVRs: c.StringSlice("gvr"), Rules: file, Namespace: c.String("namespace"), AuditOnly: c.Bool("audit-only"),
 		Strategy: rules.Strategy(c.String("strategy")), Name: c.String("name"), ServiceAccountNamespace: c.String("service-account-namespace"),
+		PauseGitOps: c.Bool("pause-gitops"),
+	}
+	if cfg.AuditOnly && cfg.PauseGitOps {
+		return cfg, usageErrorf("--pause-gitops and --audit-only exclude each other: an audit pauses nothing")
 	}
 	switch cfg.Strategy {
 	case rules.StrategyAuto, rules.TempCopy, rules.Adopt:
@@ -137,6 +144,9 @@ func RBACManifests(cfg RBACConfig) ([]byte, error) {
 		}
 		if cfg.Namespace == "" {
 			perms = append(perms, engine.ClusterIdentityPermission)
+		}
+		if cfg.PauseGitOps {
+			perms = append(perms, engine.GitOpsRolePermissions()...)
 		}
 	}
 	where := "in every namespace"
