@@ -38,14 +38,19 @@ func TestPauserHoldsTheOwnerWhileAnyObjectIsInFlight(t *testing.T) {
 	owner := workload.GitOpsOwner{Kind: rules.FluxKustomization, Namespace: "flux-system", Name: "apps"}
 	kgvr := rules.FluxKustomization.GVR()
 	client := newFakeCluster(t, false, deployment("a", 1), deployment("b", 1), deployment("c", 1), kustomization(nil))
-	_ = client // list kinds for the Kustomization are not needed: only get and patch
+	// Reactors run under the fake client's lock: read the tracker, not the client.
 	suspended := func() bool {
-		obj, err := client.Resource(kgvr).Namespace("flux-system").Get(context.Background(), "apps", metav1.GetOptions{})
+		obj, err := client.Tracker().Get(kgvr, "flux-system", "apps")
 		if err != nil {
 			t.Error(err)
 			return false
 		}
-		v, _, _ := unstructured.NestedBool(obj.Object, "spec", "suspend")
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			t.Errorf("the Kustomization is a %T", obj)
+			return false
+		}
+		v, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend")
 		return v
 	}
 	var mu sync.Mutex
