@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,24 +43,7 @@ func newHelm(t *testing.T, c *testcluster.Cluster, ns string) helmCLI {
 
 func (h helmCLI) run(t *testing.T, args ...string) run {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, h.bin, append(args, "--kubeconfig", h.kubeconfig, "-n", h.ns)...)
-	cmd.Env = append(os.Environ(), h.env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := run{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	default:
-		t.Fatalf("running helm %v: %v", args, err)
-	}
-	t.Logf("helm %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	return r
+	return commandWithin(t, 5*time.Minute, append(os.Environ(), h.env...), h.bin, append(args, "--kubeconfig", h.kubeconfig, "-n", h.ns)...)
 }
 
 // helmRevision is an entry of helm history -o json.

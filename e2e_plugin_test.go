@@ -18,7 +18,13 @@ import (
 // command runs name with args and env (on top of a minimal environment).
 func command(t *testing.T, env []string, name string, args ...string) run {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return commandWithin(t, 2*time.Minute, env, name, args...)
+}
+
+// commandWithin is command with a deadline of its own.
+func commandWithin(t *testing.T, timeout time.Duration, env []string, name string, args ...string) run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
