@@ -157,6 +157,68 @@ spec:
 	})
 }
 
+// TestInterruptWhileOriginalTerminates: one Ctrl-C while a finalizer holds
+// the deleted original. Once the finalizer goes, the run still recreates the
+// original, with the label, before it ends: the passes after a Ctrl-C read
+// the cluster whatever the signal cancelled.
+func TestInterruptWhileOriginalTerminates(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	c.ApplyYAML(t, ns, []byte(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: held, labels: {app: held}, finalizers: [example.com/hold]}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: held}}
+  template:
+    metadata: {labels: {app: held}}
+    spec: {containers: [{name: c, image: example.com/c:1}]}
+`))
+	waitRolledOut(t, c, ns)
+	clearFinalizers := func() {
+		patch := []byte(`{"metadata":{"finalizers":null}}`)
+		if _, err := c.Dynamic.Resource(deployments).Namespace(ns).Patch(context.Background(), "held", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !isNotFound(err) {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(clearFinalizers)
+	before := get(t, c, deployments, ns, "held")
+
+	cmd := exec.Command(relabelBin, "--kubeconfig", c.Kubeconfig, "--label", "stage=production", "-n", ns, "--yes", "--backup-dir", t.TempDir())
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+
+	testcluster.Eventually(t, time.Minute, "the original to be terminating", func(ctx context.Context) (bool, error) {
+		obj, err := c.Dynamic.Resource(deployments).Namespace(ns).Get(ctx, "held", metav1.GetOptions{})
+		return err == nil && obj.GetDeletionTimestamp() != nil, err
+	})
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 30*time.Second, "relabel to answer Ctrl-C", func(context.Context) (bool, error) {
+		return strings.Contains(stderr.String(), "stopping: finishing 1 objects whose original is deleted"), nil
+	})
+	clearFinalizers()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("relabel did not end after the original was gone\n%s", stderr.String())
+	}
+	t.Logf("stderr:\n%s", stderr.String())
+	after := get(t, c, deployments, ns, "held")
+	if after.GetUID() == before.GetUID() {
+		t.Fatal("the original was not recreated")
+	}
+	assertLabelled(t, after, "stage", "production")
+}
+
 // TestNoTestHookInShippedBinary: relabel built without -tags relabeltest
 // has no crash hook, not even its variable's name.
 func TestNoTestHookInShippedBinary(t *testing.T) {

@@ -37,7 +37,7 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 	it, kind := om.item, om.item.Kind
 	var mem memory
 	for pass := 0; pass < maxPasses; pass++ {
-		original, err := om.get(ctx, it.Name)
+		original, err := om.read(ctx, it.Name)
 		if err != nil {
 			return err
 		}
@@ -81,7 +81,7 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 				return errorf(it, "the object no longer exists")
 			case reasonOtherWriter:
 				return errorf(it, "%s was created by %s, not by relabel, after relabel orphan-deleted the original (uid %s); its pods were labelled and may have been adopted by it. Check %s, then remove %s and rerun",
-					it.Name, creator(original), oldUID, it.Name, om.Backups.markerPath(kind, it.Namespace, it.Name))
+					it.Name, om.creator(ctx, original), oldUID, it.Name, om.Backups.markerPath(kind, it.Namespace, it.Name))
 			case reasonDeletedByOther:
 				return errorf(it, "it is being deleted by someone else (finalizers %v); relabel leaves it alone", original.GetFinalizers())
 			}
@@ -91,6 +91,13 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 			return errorf(it, "%s; nothing was changed", d.Reason)
 
 		case OrphanOriginal:
+			original, changed, err := om.wholeOf(ctx, original)
+			if err != nil {
+				return err
+			}
+			if changed {
+				continue // the cache was behind: decide on what the API server has
+			}
 			mem.replaces++
 			if mem.refused, err = om.admitRecreated(ctx, original); err != nil {
 				return err
@@ -166,7 +173,6 @@ func (om objectMigration) orphan(ctx context.Context, original *unstructured.Uns
 		return err
 	}
 	om.report(it, om.start, StepOrphaned, "")
-	om.event(original, "Orphaned", "relabel deleted %s with orphan propagation; its pods keep running and will be adopted", it.Name)
 	return nil
 }
 
@@ -274,7 +280,8 @@ func (om objectMigration) deleteOrphans(ctx context.Context, original *unstructu
 	if err := om.Backups.ClearAdopt(kind, it.Namespace, it.Name); err != nil {
 		return err
 	}
-	om.event(original, "Relabelled", "relabel added %s; the pods were adopted in place", om.item.Label)
+	// The one event of a migration, on the object that stays.
+	om.event(original, "Relabelled", "relabel recreated %s with %s in its selector, template and labels; it adopted the running pods", it.Name, om.item.Label)
 	return nil
 }
 

@@ -128,7 +128,7 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 		return nil, err
 	}
 
-	w, err := newWatchers(m.Dynamic, todo)
+	w, err := newWatchers(m.Dynamic, todo, m.TempSuffix)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 					paused[i] = true
 					mu.Unlock()
 				}
-				om := objectMigration{Migrator: m, watch: w, item: todo[i], start: start}
+				om := objectMigration{Migrator: m, watch: w, item: todo[i], start: start, reads: newReads()}
 				run := om.run
 				if om.item.Strategy == rules.Adopt {
 					run = om.runAdopt

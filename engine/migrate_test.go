@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -61,18 +62,25 @@ func newFakeCluster(t *testing.T, neverReady bool, objs ...runtime.Object) *dyna
 	t.Helper()
 	gvr := deploymentKind.GVR()
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "DeploymentList"}, objs...)
-	var n atomic.Int64
+	var n, rv atomic.Int64
+	rv.Store(100)
+	// Each write gets a later resourceVersion, as the API server gives it.
 	client.PrependReactor("create", "deployments", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		obj := action.(k8stesting.CreateAction).GetObject().(*unstructured.Unstructured)
-		obj.SetUID(typesUID("created-" + obj.GetName() + "-" + string(rune('a'+n.Add(1)))))
+		if action.(k8stesting.CreateActionImpl).CreateOptions.DryRun == nil {
+			obj.SetUID(typesUID("created-" + obj.GetName() + "-" + string(rune('a'+n.Add(1)))))
+			obj.SetResourceVersion(strconv.FormatInt(rv.Add(1), 10))
+		}
 		if !neverReady {
 			markReady(obj)
 		}
 		return false, nil, nil
 	})
 	client.PrependReactor("update", "deployments", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		obj := action.(k8stesting.UpdateAction).GetObject().(*unstructured.Unstructured)
+		obj.SetResourceVersion(strconv.FormatInt(rv.Add(1), 10))
 		if !neverReady {
-			markReady(action.(k8stesting.UpdateAction).GetObject().(*unstructured.Unstructured))
+			markReady(obj)
 		}
 		return false, nil, nil
 	})
@@ -389,5 +397,52 @@ func TestMigrateRefreshesAStaleCopy(t *testing.T) {
 	}
 	if !updated {
 		t.Error("the copy was not updated to the original's 5 replicas before the original was deleted")
+	}
+}
+
+// A Ctrl-C once the original is deleted still brings it back: the passes
+// after it read the cluster whatever ctx says.
+func TestMigrateInterruptedAfterDeleteRecreates(t *testing.T) {
+	client := newFakeCluster(t, false, deployment("web", 1))
+	m := newTestMigrator(t, client)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.OnProgress = func(p Progress) {
+		if p.Step == StepOriginalDeleted {
+			cancel()
+		}
+	}
+	results, err := m.Run(ctx, []Item{migrateItem("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := client.Tracker().Get(deploymentKind.GVR(), "shop", "web")
+	if err != nil {
+		t.Fatalf("the original was not recreated after the interruption (outcome %s: %s): %v", results[0].Outcome, results[0].Message, err)
+	}
+	if got := obj.(*unstructured.Unstructured).GetUID(); got == "uid-web" {
+		t.Errorf("web is still the original (uid %s)", got)
+	}
+}
+
+// A migration reads the original whole once; every other pass decides from
+// the informer's cache.
+func TestMigrateReadsEachObjectOnce(t *testing.T) {
+	client := newFakeCluster(t, false, deployment("web", 2))
+	m := newTestMigrator(t, client)
+	results, err := m.Run(context.Background(), []Item{migrateItem("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Outcome != Migrated {
+		t.Fatalf("outcome %s: %s", results[0].Outcome, results[0].Message)
+	}
+	gets := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "get" {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("%d GETs, want 1", gets)
 	}
 }

@@ -25,6 +25,7 @@ type objectMigration struct {
 	watch *watchers
 	item  Item
 	start time.Time
+	reads *reads
 }
 
 func (om objectMigration) client() dynamic.ResourceInterface {
@@ -84,10 +85,10 @@ func presence(obj *unstructured.Unstructured) Presence {
 func (om objectMigration) observeTempCopy(ctx context.Context, mem memory) (tempCopyState, error) {
 	var st tempCopyState
 	var err error
-	if st.original, err = om.get(ctx, om.item.Name); err != nil {
+	if st.original, err = om.read(ctx, om.item.Name); err != nil {
 		return st, err
 	}
-	if st.temp, err = om.get(ctx, om.tempName()); err != nil {
+	if st.temp, err = om.read(ctx, om.tempName()); err != nil {
 		return st, err
 	}
 	o := &st.Observed
@@ -114,7 +115,7 @@ func (om objectMigration) observeTempCopy(ctx context.Context, mem memory) (temp
 		}
 		o.CopyReady = err == nil && v.Ready
 		if o.CopyOurs && o.CopyOfThisOriginal && o.Original == Present && !o.OriginalLabelled {
-			stale, err := om.copyIsStale(st.original, st.temp)
+			stale, err := om.copyIsStale(context.WithoutCancel(ctx), st.original, st.temp)
 			if err != nil {
 				return st, err
 			}
@@ -144,41 +145,70 @@ func (om objectMigration) run(ctx context.Context) error {
 			return nil
 
 		case Stop:
-			return om.stopTempCopy(d, st, mem)
+			return om.stopTempCopy(ctx, d, st, mem)
 
 		case CreateCopy:
-			if _, err := om.Backups.Write(kind, st.original); err != nil {
+			original, changed, err := om.wholeOf(ctx, st.original)
+			if err != nil {
+				return err
+			}
+			if changed {
+				continue // the cache was behind: decide on what the API server has
+			}
+			if _, err := om.Backups.Write(kind, original); err != nil {
 				return err
 			}
 			om.report(it, om.start, StepBackedUp, "")
 			// Refused before the first write, when the API server would refuse it.
-			if mem.refused, err = om.admitRecreated(ctx, st.original); err != nil {
+			if mem.refused, err = om.admitRecreated(ctx, original); err != nil {
 				return err
 			}
 			if mem.refused != "" {
 				continue
 			}
-			copy, err := workload.TempCopy(st.original, kind, om.tempName(), it.Label)
+			copy, err := workload.TempCopy(original, kind, om.tempName(), it.Label)
 			if err != nil {
 				return errorf(it, "building the copy: %w", err)
 			}
 			created, err := om.client().Create(ctx, copy, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
-				continue // made meanwhile: read again
+				// Made meanwhile, and not in the cache yet: read it once.
+				if err := om.readThrough(ctx, copy.GetName()); err != nil {
+					return err
+				}
+				continue
 			}
 			if err != nil {
 				return errorf(it, "creating the copy %s: %w", copy.GetName(), err)
 			}
+			om.wrote(created)
+			om.reads.stale = staleCheck{key: staleKeyOf(original, created, it.Label.String()), done: true}
 			om.report(it, om.start, StepCopyCreated, created.GetName())
-			om.event(st.original, "CopyCreated", "relabel created %s to serve while %s is replaced", created.GetName(), it.Name)
 
 		case RefreshCopy:
-			if _, err := om.Backups.Write(kind, st.original); err != nil {
+			original, changed, err := om.wholeOf(ctx, st.original)
+			if err != nil || changed {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			temp, changed, err := om.wholeOf(ctx, st.temp)
+			if err != nil || changed {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := om.Backups.Write(kind, original); err != nil {
 				return err
 			}
-			if _, err := om.refreshCopy(ctx, st.original, st.temp); err != nil {
+			updated, err := om.refreshCopy(ctx, original, temp)
+			if err != nil {
 				return err
 			}
+			om.wrote(updated)
+			om.reads.stale = staleCheck{}
 
 		case WaitCopyReady:
 			if mem.copyGaveUp, err = om.waitReady(ctx, st.temp); err != nil {
@@ -191,23 +221,31 @@ func (om objectMigration) run(ctx context.Context) error {
 			}
 			mem.rolledBack, mem.copyGaveUp = true, d.Reason
 			om.report(it, om.start, StepRolledBack, d.Reason)
+			om.event(st.original, "RolledBack", "relabel deleted its copy %s and left %s as it was: %s", st.temp.GetName(), it.Name, d.Reason)
 
 		case DeleteOriginal:
+			original, changed, err := om.wholeOf(ctx, st.original)
+			if err != nil {
+				return err
+			}
+			if changed {
+				continue
+			}
 			mem.replaces++
 			// The backup is of the original as it is deleted: a change since is never lost.
-			if _, err := om.Backups.Write(kind, st.original); err != nil {
+			if _, err := om.Backups.Write(kind, original); err != nil {
 				return err
 			}
 			om.report(it, om.start, StepCopyReady, st.temp.GetName())
 			// Admission may have changed while the copy rolled out; once the
 			// original is deleted a refusal would leave only the copy serving.
-			if mem.refused, err = om.admitRecreated(ctx, st.original); err != nil || mem.refused != "" {
+			if mem.refused, err = om.admitRecreated(ctx, original); err != nil || mem.refused != "" {
 				if err != nil {
 					return err
 				}
 				continue
 			}
-			deleted, err := om.deleteOriginal(ctx, st.original, metav1.DeletePropagationBackground)
+			deleted, err := om.deleteOriginal(ctx, original, metav1.DeletePropagationBackground)
 			if err != nil {
 				return err
 			}
@@ -222,7 +260,20 @@ func (om objectMigration) run(ctx context.Context) error {
 
 		case Recreate:
 			// Whatever ctx says: only this brings the original back.
-			if err := om.recreate(context.WithoutCancel(ctx), st.temp); err != nil {
+			ctx := context.WithoutCancel(ctx)
+			temp := st.temp
+			if temp != nil {
+				// The copy stands in for a missing backup whole, pod spec and all.
+				whole, _, err := om.wholeOf(ctx, temp)
+				if err != nil {
+					return err
+				}
+				if whole == nil {
+					continue // gone meanwhile: decide again
+				}
+				temp = whole
+			}
+			if err := om.recreate(ctx, temp); err != nil {
 				return err
 			}
 
@@ -237,7 +288,8 @@ func (om objectMigration) run(ctx context.Context) error {
 				return err
 			}
 			om.report(it, om.start, StepCopyDeleted, st.temp.GetName())
-			om.event(st.original, "Relabelled", "relabel added %s; the copy %s is gone", it.Label, st.temp.GetName())
+			// The one event of a migration, on the object that stays.
+			om.event(st.original, "Relabelled", "relabel recreated %s with %s in its selector, template and labels; its copy %s served meanwhile and is gone", it.Name, it.Label, st.temp.GetName())
 
 		case WaitCopyGone:
 			if err := om.waitGone(ctx, st.temp, ""); err != nil {
@@ -250,7 +302,7 @@ func (om objectMigration) run(ctx context.Context) error {
 
 // stopTempCopy turns a Stop into the error the user reads: what happened,
 // what is left serving, what to do.
-func (om objectMigration) stopTempCopy(d Decision, st tempCopyState, mem memory) error {
+func (om objectMigration) stopTempCopy(ctx context.Context, d Decision, st tempCopyState, mem memory) error {
 	it := om.item
 	switch d.Reason {
 	case reasonForeignCopy:
@@ -259,7 +311,7 @@ func (om objectMigration) stopTempCopy(d Decision, st tempCopyState, mem memory)
 		return errorf(it, "the object no longer exists")
 	case reasonOtherWriter:
 		return errorf(it, "%s was created by %s, not by relabel, after relabel deleted the original it copied (uid %s); the copy %s still serves next to it. Check %s, then delete the copy (kubectl delete %s %s -n %s) and rerun",
-			it.Name, creator(st.original), st.temp.GetAnnotations()[workload.OriginUIDAnnotation], st.temp.GetName(), it.Name, it.Kind.Resource, st.temp.GetName(), it.Namespace)
+			it.Name, om.creator(ctx, st.original), st.temp.GetAnnotations()[workload.OriginUIDAnnotation], st.temp.GetName(), it.Name, it.Kind.Resource, st.temp.GetName(), it.Namespace)
 	case reasonDeletedByOther:
 		return errorf(it, "it is being deleted by someone else (finalizers %v); relabel leaves it alone", st.original.GetFinalizers())
 	}
@@ -326,17 +378,34 @@ func (om objectMigration) isOurCopy(temp *unstructured.Unstructured) bool {
 
 // copyIsStale says whether the copy's spec differs from the one the
 // original would give it now (a deploy or a scale since it was made).
-func (om objectMigration) copyIsStale(original, temp *unstructured.Unstructured) (bool, error) {
-	want, err := workload.TempCopy(original, om.item.Kind, temp.GetName(), om.item.Label)
+// The cached objects are slim, so the comparison reads both whole, once per
+// pair of generations.
+func (om objectMigration) copyIsStale(ctx context.Context, original, temp *unstructured.Unstructured) (bool, error) {
+	// A copy made by a run adding another label serves as well, but must
+	// record the label of the run that will recreate the original.
+	target := temp.GetAnnotations()[workload.TargetAnnotation]
+	if target != om.item.Label.String() {
+		return true, nil
+	}
+	key := staleKeyOf(original, temp, target)
+	if om.reads.stale.done && om.reads.stale.key == key {
+		return om.reads.stale.stale, nil
+	}
+	wholeOriginal, _, err := om.wholeOf(ctx, original)
+	if err != nil || wholeOriginal == nil {
+		return false, err // gone: the next pass sees it
+	}
+	wholeTemp, _, err := om.wholeOf(ctx, temp)
+	if err != nil || wholeTemp == nil {
+		return false, err
+	}
+	want, err := workload.TempCopy(wholeOriginal, om.item.Kind, temp.GetName(), om.item.Label)
 	if err != nil {
 		return false, errorf(om.item, "building the copy: %w", err)
 	}
-	// A copy made by a run adding another label serves as well, but must
-	// record the label of the run that will recreate the original.
-	if temp.GetAnnotations()[workload.TargetAnnotation] != om.item.Label.String() {
-		return true, nil
-	}
-	return !equality.Semantic.DeepEqual(want.Object["spec"], temp.Object["spec"]), nil
+	stale := !equality.Semantic.DeepEqual(want.Object["spec"], wholeTemp.Object["spec"])
+	om.reads.stale = staleCheck{key: key, stale: stale, done: true}
+	return stale, nil
 }
 
 // refreshCopy brings a copy made earlier in line with the original as it is
@@ -358,6 +427,14 @@ func (om objectMigration) refreshCopy(ctx context.Context, original, temp *unstr
 	}
 	om.report(om.item, om.start, StepCopyUpdated, temp.GetName())
 	return updated, nil
+}
+
+// creator names who made obj, read whole: the cache keeps no managedFields.
+func (om objectMigration) creator(ctx context.Context, cached *unstructured.Unstructured) string {
+	if obj, _, err := om.wholeOf(context.WithoutCancel(ctx), cached); err == nil && obj != nil {
+		return creator(obj)
+	}
+	return creator(cached)
 }
 
 // creator names who made obj: the manager of its oldest managedFields entry.
@@ -406,11 +483,14 @@ func (om objectMigration) deleteOriginal(ctx context.Context, original *unstruct
 	})
 	switch {
 	case apierrors.IsConflict(err):
+		// Changed since it was read: read it whole again.
+		delete(om.reads.whole, original.GetName())
 		return false, nil
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return false, errorf(om.item, "deleting the original (%s propagation): %w", propagation, err)
 	}
+	om.deleted(original)
 	return true, nil
 }
 
@@ -451,13 +531,13 @@ func (om objectMigration) recreateFrom(ctx context.Context, source, temp *unstru
 	}
 	created, err := om.client().Create(ctx, obj, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		return nil
+		return om.readThrough(ctx, obj.GetName())
 	}
 	if err != nil {
 		return errorf(it, "recreating: %w", err)
 	}
+	om.wrote(created)
 	om.report(it, om.start, StepRecreated, "")
-	om.event(created, "Recreated", "relabel recreated %s with %s in its selector", it.Name, om.item.Label)
 	if err := om.restoreOwnership(ctx, created, source.GetManagedFields()); err != nil {
 		// The object is back and serves; only field ownership is lost.
 		klog.InfoS("warning: field ownership not restored", "object", it.Key(), "err", err)
@@ -478,7 +558,10 @@ func (om objectMigration) restoreOwnership(ctx context.Context, created *unstruc
 	obj := created
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		obj.SetManagedFields(entries)
-		_, err := om.client().Update(ctx, obj, metav1.UpdateOptions{})
+		updated, err := om.client().Update(ctx, obj, metav1.UpdateOptions{})
+		if err == nil {
+			om.wrote(updated)
+		}
 		if apierrors.IsConflict(err) {
 			fresh, getErr := om.client().Get(ctx, created.GetName(), metav1.GetOptions{})
 			if getErr != nil {

@@ -98,13 +98,22 @@ func informerNamespaces(items []Item) map[schema.GroupVersionResource][]string {
 	return out
 }
 
-func newWatchers(client dynamic.Interface, items []Item) (*watchers, error) {
+// newWatchers makes the informers for items, whose copies are named with
+// tempSuffix: only those objects are kept whole in the caches.
+func newWatchers(client dynamic.Interface, items []Item, tempSuffix string) (*watchers, error) {
 	w := &watchers{factories: map[string]dynamicinformer.DynamicSharedInformerFactory{},
 		scopes: map[schema.GroupVersionResource]watchScope{}, client: client,
 		recheckEvery: 20 * time.Second, syncTimeout: informerSyncTimeout}
 	kinds := map[schema.GroupVersionResource]rules.Kind{}
+	watched := map[schema.GroupVersionResource]map[string]bool{}
 	for _, it := range items {
-		kinds[it.Kind.GVR()] = it.Kind
+		gvr := it.Kind.GVR()
+		kinds[gvr] = it.Kind
+		if watched[gvr] == nil {
+			watched[gvr] = map[string]bool{}
+		}
+		watched[gvr][cacheKey(it.Namespace, it.Name)] = true
+		watched[gvr][cacheKey(it.Namespace, workload.TempName(it.Name, tempSuffix, it.Kind.MaxNameLength))] = true
 	}
 	for gvr, namespaces := range informerNamespaces(items) {
 		kind := kinds[gvr]
@@ -116,7 +125,7 @@ func newWatchers(client dynamic.Interface, items []Item) (*watchers, error) {
 				factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, ns, nil)
 				w.factories[ns] = factory
 			}
-			wt, err := newWatcher(factory.ForResource(gvr).Informer(), kind, ns)
+			wt, err := newWatcher(factory.ForResource(gvr).Informer(), kind, ns, watched[gvr])
 			if err != nil {
 				return nil, err
 			}
@@ -126,14 +135,20 @@ func newWatchers(client dynamic.Interface, items []Item) (*watchers, error) {
 	return w, nil
 }
 
-func newWatcher(informer cache.SharedIndexInformer, kind rules.Kind, namespace string) (*watcher, error) {
-	// Objects are kept slim: readiness and label checks need neither
-	// managedFields nor the pod spec.
+func newWatcher(informer cache.SharedIndexInformer, kind rules.Kind, namespace string, watched map[string]bool) (*watcher, error) {
+	// The objects of the plan and their copies are kept slim: readiness and
+	// label checks need neither managedFields nor the pod spec. The others a
+	// cluster-wide informer lists are kept as stubs.
 	if err := informer.SetTransform(func(obj interface{}) (interface{}, error) {
-		if u, ok := obj.(*unstructured.Unstructured); ok {
-			workload.Slim(u, kind)
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return obj, nil
 		}
-		return obj, nil
+		if !watched[cacheKey(u.GetNamespace(), u.GetName())] {
+			return workload.Stub(u), nil
+		}
+		workload.Slim(u, kind)
+		return u, nil
 	}); err != nil {
 		return nil, fmt.Errorf("setting the transform of the %s informer: %w", kind.GVRString(), err)
 	}
@@ -301,6 +316,31 @@ func (e errWaitTimeout) Error() string {
 	return fmt.Sprintf("timed out after %s waiting for %s (last: %s)", e.timeout, e.what, e.last)
 }
 
+// cached returns the informer's copy of the object, nil when absent. It is
+// slim (see workload.Slim) and shared with the informer: read it, never
+// change it.
+func (w *watchers) cached(kind rules.Kind, namespace, name string) (*unstructured.Unstructured, error) {
+	wt, err := w.watcherFor(kind, namespace)
+	if err != nil {
+		return nil, err
+	}
+	item, exists, err := wt.informer.GetIndexer().GetByKey(cacheKey(namespace, name))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s %s from the cache: %w", kind.Kind, cacheKey(namespace, name), err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	return item.(*unstructured.Unstructured), nil
+}
+
+func cacheKey(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
 // waitFor blocks until cond holds for the cached object (nil when absent),
 // woken by the informer rather than by polling. cond returns a message that
 // says what it still waits for.
@@ -309,10 +349,7 @@ func (w *watchers) waitFor(ctx context.Context, kind rules.Kind, namespace, name
 	if err != nil {
 		return err
 	}
-	key := name
-	if namespace != "" {
-		key = namespace + "/" + name
-	}
+	key := cacheKey(namespace, name)
 	var deadline <-chan time.Time
 	if timeout > 0 {
 		timer := time.NewTimer(timeout)

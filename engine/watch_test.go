@@ -149,7 +149,7 @@ func failingLists(t *testing.T, err error) *dynamicfake.FakeDynamicClient {
 
 func startWatchers(t *testing.T, client *dynamicfake.FakeDynamicClient, syncTimeout time.Duration, wait context.Context) (*watchers, error) {
 	t.Helper()
-	w, err := newWatchers(client, []Item{migrateItem("web")})
+	w, err := newWatchers(client, []Item{migrateItem("web")}, "-temp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +244,33 @@ func TestRunInterruptedDuringFirstList(t *testing.T) {
 	for _, a := range client.Actions() {
 		if a.GetVerb() != "list" && a.GetVerb() != "watch" && a.GetVerb() != "get" {
 			t.Errorf("Run wrote although it never synced: %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+}
+
+// The caches keep the plan's objects and their copies slim, and only stubs
+// of the others an informer lists.
+func TestWatchersKeepStubsOfObjectsOutsideThePlan(t *testing.T) {
+	client := newFakeCluster(t, false, deployment("web", 1), deployment("web-temp", 1), deployment("api", 1))
+	w, err := startWatchers(t, client, time.Minute, context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, wantSpec := range map[string]bool{"web": true, "web-temp": true, "api": false} {
+		obj, err := w.cached(deploymentKind, "shop", name)
+		if err != nil || obj == nil {
+			t.Fatalf("%s: %v, %v", name, obj, err)
+		}
+		if _, hasSpec := obj.Object["spec"]; hasSpec != wantSpec {
+			t.Errorf("%s: spec kept %v, want %v", name, hasSpec, wantSpec)
+		}
+		if obj.GetUID() == "" || obj.GetName() != name {
+			t.Errorf("%s: cached as %v", name, obj.Object["metadata"])
+		}
+		if wantSpec {
+			if _, found, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", "template", "spec"); found {
+				t.Errorf("%s: the pod spec is kept", name)
+			}
 		}
 	}
 }

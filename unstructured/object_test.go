@@ -817,3 +817,23 @@ func nameErrors(name string) []string {
 	}
 	return validation.IsDNS1123Label(name)
 }
+
+func TestStub(t *testing.T) {
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": "web", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+			"labels": map[string]any{"app": "web"}, "annotations": map[string]any{"a": "b"}},
+		"spec":   map[string]any{"replicas": int64(3)},
+		"status": map[string]any{"readyReplicas": int64(3)},
+	}}
+	want := map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": "web", "namespace": "shop", "uid": "u1", "resourceVersion": "7"},
+	}
+	if got := Stub(obj).Object; !reflect.DeepEqual(got, want) {
+		t.Errorf("Stub = %v, want %v", got, want)
+	}
+	if obj.GetLabels()["app"] != "web" {
+		t.Error("Stub changed the object it was given")
+	}
+}

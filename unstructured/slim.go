@@ -23,6 +23,19 @@ func Slim(obj *unstructured.Unstructured, kind rules.Kind) {
 	}
 }
 
+// Stub is what an informer keeps of an object relabel watches but does not
+// migrate (its neighbours in a cluster-wide watch): enough to know it is
+// there and which object it is, a few hundred bytes instead of the whole.
+func Stub(obj *unstructured.Unstructured) *unstructured.Unstructured {
+	meta := map[string]any{"name": obj.GetName(), "uid": string(obj.GetUID()), "resourceVersion": obj.GetResourceVersion()}
+	if ns := obj.GetNamespace(); ns != "" {
+		meta["namespace"] = ns
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": obj.GetAPIVersion(), "kind": obj.GetKind(), "metadata": meta,
+	}}
+}
+
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // Redacted is a copy of obj fit to print: literal env values (a common home

@@ -35,8 +35,8 @@ type Connection struct {
 // a migration of hundreds of objects wait on the client; the API server's
 // Priority and Fairness still protects it from a client that asks for more.
 const (
-	defaultQPS   = 50
-	defaultBurst = 100
+	defaultQPS   = 100
+	defaultBurst = 200
 	// The lock's client renews one Lease per namespace every 10 s.
 	lockQPS   = 20
 	lockBurst = 100

@@ -18,6 +18,14 @@ import (
 	workload "relabel.dev/relabel/unstructured"
 )
 
+// defaultConcurrency migrates 50 objects at once: the cluster's controllers,
+// not relabel, bound a migration (two rollouts per object), and they work
+// on many objects at once. Each copy adds its original's pods until the
+// original is gone: a cluster without room for that many gets copies that
+// do not become ready, which are rolled back with the original untouched;
+// --concurrency lowers it.
+const defaultConcurrency = 50
+
 func migrateFlags() []cli.Flag {
 	return append(connectionFlags(true),
 		&cli.StringFlag{Name: "label", Usage: "the label to add, KEY=VALUE"},
@@ -26,7 +34,7 @@ func migrateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "strategy", Value: string(rules.StrategyAuto), Usage: "auto (per object: adopt for StatefulSets and DaemonSets, temp-copy otherwise), temp-copy or adopt"},
 		&cli.Int64Flag{Name: "max-surge-pods", Usage: "with --strategy auto, adopt instead of copying objects whose copy would add more pods than this (0: no bound)"},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for one object's copy or new object to become ready; on expiry the copy is rolled back"},
-		&cli.IntFlag{Name: "concurrency", Value: 10, Usage: "objects migrated at once"},
+		&cli.IntFlag{Name: "concurrency", Value: defaultConcurrency, Usage: "objects migrated at once"},
 		&cli.StringFlag{Name: "backup-dir", Value: defaultBackupDir(), Usage: "where manifests are saved before any write"},
 		&cli.StringFlag{Name: "temp-suffix", Value: "-temp", Usage: "suffix of the temporary copy's name"},
 		&cli.StringFlag{Name: "dry-run", Usage: "client: print the plan only; server: also let the API server validate the copies and new objects"},
