@@ -15,6 +15,7 @@ import (
 
 // auditEvent is what the tests read of the API server's audit log.
 type auditEvent struct {
+	AuditID    string `json:"auditID"`
 	Verb       string `json:"verb"`
 	RequestURI string `json:"requestURI"`
 	UserAgent  string `json:"userAgent"`

@@ -58,6 +58,9 @@ type watcher struct {
 	waiters   map[string]chan struct{}
 	// lastErr is the last error of the informer's list or watch.
 	lastErr error
+	// lastEvent is when the informer last delivered a change of any object:
+	// a watch that delivers changes has not stalled.
+	lastEvent time.Time
 }
 
 // maxScopedNamespaces bounds the informers per kind: up to this many
@@ -173,6 +176,13 @@ func newWatcher(informer cache.SharedIndexInformer, kind rules.Kind, namespace s
 	return wt, nil
 }
 
+// quietFor says how long the informer has delivered no change.
+func (wt *watcher) quietFor() time.Duration {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	return time.Since(wt.lastEvent)
+}
+
 func (wt *watcher) err() error {
 	wt.mu.Lock()
 	defer wt.mu.Unlock()
@@ -279,6 +289,7 @@ func (wt *watcher) notify(obj interface{}) {
 		return
 	}
 	wt.mu.Lock()
+	wt.lastEvent = time.Now()
 	if ch, ok := wt.waiters[key]; ok {
 		close(ch)
 		delete(wt.waiters, key)
@@ -385,6 +396,9 @@ func (w *watchers) waitFor(ctx context.Context, kind rules.Kind, namespace, name
 		select {
 		case <-ch:
 		case <-recheck.C:
+			if wt.quietFor() < w.recheckEvery {
+				continue // the watch delivers changes of other objects: it has not stalled
+			}
 			fresh, err := resourceClient(w.client, kind, namespace).Get(ctx, name, metav1.GetOptions{})
 			switch {
 			case apierrors.IsNotFound(err):
