@@ -134,6 +134,15 @@ func BenchmarkDecodeList(b *testing.B) {
 			}
 		}
 	})
+	b.Run("skip", func(b *testing.B) {
+		b.SetBytes(int64(len(page)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := newJSONScanner(onlyReader{bytes.NewReader(page)}).skip(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("floor=json.Valid", func(b *testing.B) {
 		b.SetBytes(int64(len(page)))
 		b.ReportAllocs()
