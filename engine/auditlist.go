@@ -142,8 +142,11 @@ func decodeList(r io.Reader, k keep, visit func(*unstructured.Unstructured) erro
 	}
 	for first := true; ; first = false {
 		more, err := s.member(first, true)
-		if err != nil || !more {
-			return meta.Continue, err
+		if err != nil {
+			return "", fmt.Errorf("decoding the list: %w", err)
+		}
+		if !more {
+			return meta.Continue, nil
 		}
 		switch string(s.key) {
 		case "metadata":
@@ -181,12 +184,15 @@ func decodeItems(s *jsonScanner, k keep, visit func(*unstructured.Unstructured) 
 	}
 	s.i++
 	if err := s.enter(); err != nil {
-		return err
+		return fmt.Errorf("decoding the list's items: %w", err)
 	}
 	for i, first := 0, true; ; i, first = i+1, false {
 		more, err := s.element(first)
-		if err != nil || !more {
-			return err
+		if err != nil {
+			return fmt.Errorf("decoding the list's items: %w", err)
+		}
+		if !more {
+			return nil
 		}
 		v, err := s.prune(k)
 		if err != nil {

@@ -105,8 +105,10 @@ func (s *jsonScanner) kept() []byte {
 
 // peek skips whitespace and returns the next byte, not reading it.
 func (s *jsonScanner) peek() (byte, error) {
-	if s.i < len(s.buf) && s.buf[s.i] > ' ' {
-		return s.buf[s.i], nil // inlined: API servers write no whitespace
+	if s.i < len(s.buf) {
+		if c := s.buf[s.i]; c > ' ' {
+			return c, nil // inlined: API servers write no whitespace
+		}
 	}
 	return s.peekSpace()
 }
