@@ -577,7 +577,7 @@ func (s *jsonScanner) value() (any, error) {
 // number converts a number's text as apimachinery's JSON decoding does:
 // int64 when it is one, else float64, else (out of range) the text.
 func number(text []byte) any {
-	if len(text) <= 18 && bytes.IndexAny(text, ".eE") < 0 {
+	if len(text) <= 18 && !bytes.ContainsAny(text, ".eE") {
 		// At most 18 digits: an int64, read without strconv's allocations.
 		var n int64
 		for _, c := range bytes.TrimPrefix(text, []byte("-")) {
