@@ -125,52 +125,76 @@ func (e errVisit) Error() string { return e.err.Error() }
 func (e errVisit) Unwrap() error { return e.err }
 
 // decodeList streams one list response: each of its items is pruned to k and
-// handed to visit; it returns the list's continue token.
+// handed to visit; it returns the list's continue token. What follows the
+// list in the stream is not read.
 func decodeList(r io.Reader, k keep, visit func(*unstructured.Unstructured) error) (string, error) {
-	dec := json.NewDecoder(r)
-	dec.UseNumber()
-	if err := expectDelim(dec, '{'); err != nil {
+	s := newJSONScanner(r)
+	c, err := s.peek()
+	if err != nil {
 		return "", err
 	}
+	if c != '{' {
+		return "", s.syntax(c, "looking for the list object")
+	}
+	s.i++
 	var meta struct {
 		Continue string `json:"continue"`
 	}
-	for dec.More() {
-		key, err := objectKey(dec)
+	for first := true; ; first = false {
+		more, err := s.member(first, true)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("decoding the list: %w", err)
 		}
-		switch key {
+		if !more {
+			return meta.Continue, nil
+		}
+		switch string(s.key) {
 		case "metadata":
-			if err := dec.Decode(&meta); err != nil {
+			// Small: decoded by encoding/json, whose rules for matching
+			// field names it is then sure to follow.
+			raw, err := s.capture()
+			if err == nil {
+				err = json.Unmarshal(raw, &meta)
+			}
+			if err != nil {
 				return "", fmt.Errorf("decoding the list's metadata: %w", err)
 			}
 		case "items":
-			if err := decodeItems(dec, k, visit); err != nil {
+			if err := decodeItems(s, k, visit); err != nil {
 				return "", err
 			}
 		default:
-			if err := dec.Decode(&skipValue{}); err != nil {
+			if err := s.skip(); err != nil {
 				return "", fmt.Errorf("decoding the list: %w", err)
 			}
 		}
 	}
-	return meta.Continue, expectDelim(dec, '}')
 }
 
-func decodeItems(dec *json.Decoder, k keep, visit func(*unstructured.Unstructured) error) error {
-	tok, err := dec.Token()
+func decodeItems(s *jsonScanner, k keep, visit func(*unstructured.Unstructured) error) error {
+	c, err := s.peek()
 	if err != nil {
 		return fmt.Errorf("decoding the list's items: %w", err)
 	}
-	if tok == nil {
-		return nil
+	if c == 'n' {
+		return s.literal("null")
 	}
-	if tok != json.Delim('[') {
-		return fmt.Errorf("decoding the list's items: %v, not an array", tok)
+	if c != '[' {
+		return fmt.Errorf("decoding the list's items: %s", s.syntax(c, "where an array was expected"))
 	}
-	for i := 0; dec.More(); i++ {
-		v, err := prune(dec, k)
+	s.i++
+	if err := s.enter(); err != nil {
+		return fmt.Errorf("decoding the list's items: %w", err)
+	}
+	for i, first := 0, true; ; i, first = i+1, false {
+		more, err := s.element(first)
+		if err != nil {
+			return fmt.Errorf("decoding the list's items: %w", err)
+		}
+		if !more {
+			return nil
+		}
+		v, err := s.prune(k)
 		if err != nil {
 			return fmt.Errorf("decoding item %d of the list: %w", i, err)
 		}
@@ -182,126 +206,41 @@ func decodeItems(dec *json.Decoder, k keep, visit func(*unstructured.Unstructure
 			return errVisit{err}
 		}
 	}
-	return expectDelim(dec, ']')
 }
 
 // prune reads one JSON value, keeping of an object only the fields k names
-// (all of it when k is nil). Values are as apimachinery decodes them
-// (integers int64, other numbers float64), so the helpers that read the
-// pruned object see what they would see in the whole one.
-func prune(dec *json.Decoder, k keep) (any, error) {
-	if k == nil {
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		return numbers(v), nil
-	}
-	tok, err := dec.Token()
+// (all of it when k is nil) and skipping the rest unbuilt. Values are as
+// apimachinery decodes them (integers int64, other numbers float64), so the
+// helpers that read the pruned object see what they would see in the whole
+// one.
+func (s *jsonScanner) prune(k keep) (any, error) {
+	c, err := s.peek()
 	if err != nil {
 		return nil, err
 	}
-	if tok != json.Delim('{') {
-		return tokenValue(dec, tok)
+	if k == nil || c != '{' {
+		return s.value()
+	}
+	s.i++
+	if err := s.enter(); err != nil {
+		return nil, err
 	}
 	out := map[string]any{}
-	for dec.More() {
-		key, err := objectKey(dec)
-		if err != nil {
-			return nil, err
+	for first := true; ; first = false {
+		more, err := s.member(first, true)
+		if err != nil || !more {
+			return out, err
 		}
-		child, ok := k[key]
+		child, ok := k[string(s.key)]
 		if !ok {
-			if err := dec.Decode(&skipValue{}); err != nil {
+			if err := s.skip(); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if out[key], err = prune(dec, child); err != nil {
+		key := string(s.key)
+		if out[key], err = s.prune(child); err != nil {
 			return nil, err
 		}
 	}
-	return out, expectDelim(dec, '}')
 }
-
-// tokenValue finishes a value whose first token was read: a scalar, or an
-// array kept whole. (Objects are pruned by the caller.)
-func tokenValue(dec *json.Decoder, tok json.Token) (any, error) {
-	switch t := tok.(type) {
-	case json.Delim:
-		if t != '[' {
-			return nil, fmt.Errorf("unexpected %v", t)
-		}
-		list := []any{}
-		for dec.More() {
-			v, err := prune(dec, nil)
-			if err != nil {
-				return nil, err
-			}
-			list = append(list, v)
-		}
-		return list, expectDelim(dec, ']')
-	case json.Number:
-		return number(t), nil
-	}
-	return tok, nil
-}
-
-// numbers converts json.Number as apimachinery's JSON decoding does.
-func numbers(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		return number(t)
-	case map[string]any:
-		for k, e := range t {
-			if n, ok := e.(json.Number); ok {
-				t[k] = number(n)
-			} else if _, ok := e.(string); !ok {
-				t[k] = numbers(e)
-			}
-		}
-	case []any:
-		for i, e := range t {
-			t[i] = numbers(e)
-		}
-	}
-	return v
-}
-
-func number(n json.Number) any {
-	if i, err := n.Int64(); err == nil {
-		return i
-	}
-	if f, err := n.Float64(); err == nil {
-		return f
-	}
-	return string(n)
-}
-
-func objectKey(dec *json.Decoder) (string, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return "", err
-	}
-	key, ok := tok.(string)
-	if !ok {
-		return "", fmt.Errorf("%v, not an object key", tok)
-	}
-	return key, nil
-}
-
-func expectDelim(dec *json.Decoder, d json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok != d {
-		return fmt.Errorf("%v, not %v", tok, d)
-	}
-	return nil
-}
-
-// skipValue reads a JSON value and throws it away, without building it.
-type skipValue struct{}
-
-func (*skipValue) UnmarshalJSON([]byte) error { return nil }
