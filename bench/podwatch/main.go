@@ -7,6 +7,7 @@
 //	min_ready    the fewest ready pods at once: Ready condition True, not terminating
 //	start_pods, start_ready, end_pods, end_ready   the same at the start and at the end
 //	samples      how many times the counts were taken: once at the start, then once per event
+//	last_change  seconds from the start until the last event (the pods' last change)
 //
 // Once its cache has synced it writes "podwatch: watching ..." on stderr;
 // a caller waits for that line before it starts the run it measures.
@@ -90,6 +91,8 @@ type counts struct {
 	samples int
 	startP  int
 	startR  int
+	began   time.Time
+	last    time.Time
 }
 
 func (c *counts) set(p *corev1.Pod) {
@@ -125,6 +128,7 @@ func (c *counts) sample() {
 		return
 	}
 	c.samples++
+	c.last = time.Now()
 	c.maxPods = max(c.maxPods, len(c.ready))
 	c.minRdy = min(c.minRdy, c.nready)
 }
@@ -136,6 +140,7 @@ func (c *counts) start() (pods, ready int) {
 	c.maxPods, c.minRdy = len(c.ready), c.nready
 	c.startP, c.startR = len(c.ready), c.nready
 	c.samples = 1
+	c.began, c.last = time.Now(), time.Now()
 	return c.startP, c.startR
 }
 
@@ -205,8 +210,8 @@ func run(ctx context.Context, cfg config) error {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fmt.Printf("max_pods %d\nmin_ready %d\nstart_pods %d\nstart_ready %d\nend_pods %d\nend_ready %d\nsamples %d\n",
-		c.maxPods, c.minRdy, c.startP, c.startR, len(c.ready), c.nready, c.samples)
+	fmt.Printf("max_pods %d\nmin_ready %d\nstart_pods %d\nstart_ready %d\nend_pods %d\nend_ready %d\nsamples %d\nlast_change %.2f\n",
+		c.maxPods, c.minRdy, c.startP, c.startR, len(c.ready), c.nready, c.samples, c.last.Sub(c.began).Seconds())
 	return nil
 }
 
