@@ -10,7 +10,9 @@
 #
 # It runs bench/audit.sh, bench/migrate.sh and bench/kubectl-loop.sh; their
 # environment variables apply (see each script's header). The kubectl loop is
-# compared with relabel's large-flags run of the same size, when there is one.
+# compared with relabel's large-flags run of the same size, when there is one;
+# each migration size with its floor (bench/migratefloor), and the two
+# strategies by their time and the pods they leave running (bench/podwatch).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source bench/lib.sh
