@@ -7,6 +7,8 @@
 # from which bench/run.sh prints the table.
 
 cluster='relabel-bench'
+# Each benchmark Deployment's replicas.
+replicas=2
 
 log() { echo "bench: $*" >&2; }
 die() {
@@ -90,18 +92,18 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 # random_suffix prints 6 hex digits for a fresh namespace name.
 random_suffix() { od -An -N3 -tx1 /dev/urandom | tr -d ' \n'; }
 
-# deployments NS N prints N Deployments of 2 replicas each as a List. With
+# deployments NS N prints N Deployments of $replicas replicas each as a List. With
 # BENCH_MIN_READY_SECONDS, a pod counts as available only after being ready
 # that long: kwok pods are ready at once, real ones take a while.
 deployments() {
 	local ns=$1 n=$2
-	jq -n --arg ns "$ns" --argjson n "$n" --argjson minready "${BENCH_MIN_READY_SECONDS:-0}" '{
+	jq -n --arg ns "$ns" --argjson n "$n" --argjson replicas "$replicas" --argjson minready "${BENCH_MIN_READY_SECONDS:-0}" '{
 		apiVersion: "v1", kind: "List",
 		items: [range($n) | "app-\(.)" as $name | {
 			apiVersion: "apps/v1", kind: "Deployment",
 			metadata: {name: $name, namespace: $ns, labels: {app: $name, bench: "migrate"}},
 			spec: {
-				replicas: 2,
+				replicas: $replicas,
 				minReadySeconds: $minready,
 				selector: {matchLabels: {app: $name}},
 				template: {

@@ -18,11 +18,27 @@
 # time window) and watched through kube-controller-manager's workqueue
 # metrics; a third run there migrates with -A -l bench=migrate instead of -n.
 #
+# The floor: for each N, bench/migratefloor does in another fresh namespace
+# what the cluster's controllers have to do for the same 2 x N rollouts
+# without relabel (N copies created at once and available, the originals
+# deleted and gone, recreated with the label and available, the copies gone),
+# with an informer for its waits and a client that is not the bound; its
+# seconds are what relabel's are compared with.
+#
+# Strategies: at BENCH_ADOPT_SIZE, relabel migrates once with --strategy
+# temp-copy and once with --strategy adopt (default flags otherwise), while
+# bench/podwatch counts the namespace's pods from before relabel starts until
+# the Deployments are rolled out after it: the most pods at once (the surge)
+# and the fewest ready ones, each against N x replicas, and when the pods
+# last changed.
+#
 # Environment:
 #   BENCH_MIGRATE_SIZES  Deployments per run (default "1 50 200")
 #   BENCH_LARGE_FLAGS    relabel flags for large runs (default "--concurrency 50 --qps 100 --burst 200")
 #   BENCH_MIGRATE_RUNS   timed runs of each size and flag set (default 1; 3 on a busy machine)
 #   BENCH_MEMORY_SIZE    the N counted in the audit log and migrated with -A too (default: the largest size)
+#   BENCH_ADOPT_SIZE     the N migrated with each strategy under podwatch (default 50, at most the
+#                        largest size; 0: none)
 #   BENCH_MIN_READY_SECONDS  the Deployments' minReadySeconds (default 0): kwok
 #                        pods are ready at once, real ones take a while
 #   BENCH_OUT            also write the report to this file
@@ -45,6 +61,8 @@ for n in "${sizes[@]}"; do
 done
 memory_size=${BENCH_MEMORY_SIZE:-$largest}
 [[ $memory_size =~ ^[1-9][0-9]*$ ]] || die "BENCH_MEMORY_SIZE must be a positive integer, not '$memory_size'"
+adopt_size=${BENCH_ADOPT_SIZE:-$((largest < 50 ? largest : 50))}
+[[ $adopt_size =~ ^[0-9]+$ ]] || die "BENCH_ADOPT_SIZE must be a non-negative integer, not '$adopt_size'"
 min_ready=${BENCH_MIN_READY_SECONDS:-0}
 runs=${BENCH_MIGRATE_RUNS:-1}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_MIGRATE_RUNS must be a positive integer, not '$runs'"
@@ -52,18 +70,24 @@ runs=${BENCH_MIGRATE_RUNS:-1}
 
 need_tools
 work=$(mktemp -d "${TMPDIR:-/tmp}/relabel-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# The pid of a running bench/podwatch, stopped on the way out.
+podwatch_pid=
+trap '[[ -z $podwatch_pid ]] || kill "$podwatch_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
 cluster_up
-# Each migrating Deployment has its copy's pods next to its own: up to 4 pods
-# per Deployment at once; kwok nodes hold 110 pods each.
-nodes=$(((4 * largest + 109) / 110 + 1))
+# Each migrating Deployment has its copy's pods next to its own: up to
+# 2 x replicas pods per Deployment at once; kwok nodes hold 110 pods each.
+nodes=$(((2 * replicas * largest + 109) / 110 + 1))
 have_nodes=$(k get nodes -o name | wc -l)
 if ((have_nodes < nodes)); then
 	log "adding nodes: $have_nodes -> $nodes"
 	RELABEL_CLUSTER_NODES=$nodes bash internal/cluster/cluster.sh scale "$cluster"
 fi
 build_relabel "$work"
+log "building bench/migratefloor and bench/podwatch"
+go build -trimpath -o "$work/" ./bench/migratefloor ./bench/podwatch
+migratefloor=$work/migratefloor
+podwatch=$work/podwatch
 # A failed run leaves its namespace for a look; this run starts afresh.
 delete_namespaces
 audit_log=$(bash internal/cluster/cluster.sh audit-log "$cluster")
@@ -134,10 +158,33 @@ requests() {
 		| @tsv' | sort -u | cut -f2,3 | sort | uniq -c | sort -k2,2 -k1,1nr
 }
 
+# start_podwatch NS OUT starts bench/podwatch on the namespace, its figures
+# to OUT, and returns once it watches.
+start_podwatch() {
+	local ns=$1 out=$2 deadline=$((SECONDS + 120))
+	"$podwatch" --kubeconfig "$kubeconfig" --namespace "$ns" >"$out" 2>"$out.err" &
+	podwatch_pid=$!
+	until grep -q '^podwatch: watching' "$out.err"; do
+		kill -0 "$podwatch_pid" 2>/dev/null || die "$ns: podwatch failed: $(cat "$out.err")"
+		((SECONDS < deadline)) || die "$ns: podwatch did not sync within 120 s"
+		sleep 0.2
+	done
+}
+
+# stop_podwatch stops it; its figures are then in OUT.
+stop_podwatch() {
+	kill -TERM "$podwatch_pid"
+	local rc=0
+	wait "$podwatch_pid" || rc=$?
+	podwatch_pid=
+	((rc == 0)) || die "podwatch failed ($rc)"
+}
+
 # migrate N MODE RUN FLAGS...: one timed run in a fresh namespace; MODE is
-# default, large or all (large flags, -A -l bench=migrate). The first run of
-# each also records the controllers' work, the CPU used and (large, at
-# BENCH_MEMORY_SIZE) the API requests.
+# default, large or all (large flags, -A -l bench=migrate), or tempcopy or
+# adopt (the strategies, under podwatch until the Deployments are rolled out).
+# The first run of each also records the controllers' work, the CPU used and
+# (large, at BENCH_MEMORY_SIZE) the API requests.
 migrate() {
 	local n=$1 mode=$2 run=$3 ns wall rss cpu from to
 	shift 3
@@ -149,6 +196,7 @@ migrate() {
 	local times=$work/times.$n.$mode
 	kcm_queues >"$times.kcm.before"
 	bash internal/cluster/cluster.sh cpu "$cluster" >"$times.cpu.before"
+	[[ $mode == tempcopy || $mode == adopt ]] && start_podwatch "$ns" "$times.pods.$run"
 	touch "$times.start"
 	from=$(now)
 	log "$ns: relabel ${scope[*]} $*"
@@ -162,6 +210,13 @@ migrate() {
 	migrated=$(jq '.summary.migrated' "$times.out")
 	((migrated == n)) || die "$ns: relabel migrated $migrated of $n objects"
 	verify_labelled "$ns" "$n" "$label"
+	if [[ -n $podwatch_pid ]]; then
+		stop_podwatch
+		log "$ns: pods: $(tr '\n' ' ' <"$times.pods.$run")"
+		if ((run == 1)); then
+			while read -r key value; do result "pods.$n.$mode.$key" "$value"; done <"$times.pods.$run"
+		fi
+	fi
 	log "$ns: $n migrated in $wall s, peak RSS $(mib "$rss") MiB"
 	if ((run > 1)); then
 		delete_namespace "$ns"
@@ -183,17 +238,44 @@ migrate() {
 	delete_namespace "$ns"
 }
 
+# floor N: bench/migratefloor in a fresh namespace of N rolled-out
+# Deployments; its phases' seconds go to $work/floor.N, one run a line:
+# copy delete recreate cleanup wall.
+floor() {
+	local n=$1 ns out
+	ns=floor-$n-$(random_suffix)
+	out=$work/floor.$n.out
+	create_namespace "$ns" "$n"
+	wait_controllers_idle 1800
+	log "$ns: the floor: $n copies, the originals deleted and recreated, the copies deleted"
+	"$migratefloor" --kubeconfig "$kubeconfig" --namespace "$ns" --label "$label" --expect "$n" >"$out" ||
+		die "$ns: migratefloor failed"
+	awk '{ v[$1] = $2 } END { print v["copy"], v["delete"], v["recreate"], v["cleanup"], v["wall"] }' "$out" >>"$work/floor.$n"
+	verify_labelled "$ns" "$n" "$label"
+	log "$ns: the floor: $(tr '\n' ' ' <"$out")"
+	delete_namespace "$ns"
+}
+
 kube_version=$(k version -o json | jq -r .serverVersion.gitVersion)
 result kubernetes "$kube_version"
 result nodes "$(k get nodes -o name | wc -l)"
 result migrate.large_flags "${large_flags[*]}"
 result migrate.min_ready_seconds "$min_ready"
+result migrate.replicas "$replicas"
 for n in "${sizes[@]}"; do
 	for ((run = 1; run <= runs; run++)); do
 		migrate "$n" default "$run"
 		migrate "$n" large "$run" "${large_flags[@]}"
+		floor "$n"
 	done
 done
+if ((adopt_size > 0)); then
+	result migrate.adopt_size "$adopt_size"
+	for ((run = 1; run <= runs; run++)); do
+		migrate "$adopt_size" tempcopy "$run" --strategy temp-copy
+		migrate "$adopt_size" adopt "$run" --strategy adopt
+	done
+fi
 # -A: the plan lists every namespace; the informers may watch them all.
 migrate "$memory_size" all 1 "${large_flags[@]}"
 
@@ -206,6 +288,18 @@ for times in "$work"/times.*.*; do
 	result "$key.wall" "$(wall "$times")"
 	result "$key.rss" "$(rss "$times")"
 	result "$key.runs" "$(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 }' "$times")"
+done
+# floor_median N COLUMN: the median of the floor's runs, COLUMN of
+# copy delete recreate cleanup wall.
+floor_median() {
+	local -A col=([copy]=1 [delete]=2 [recreate]=3 [cleanup]=4 [wall]=5)
+	awk -v c="${col[$2]}" '{ print $c }' "$work/floor.$1" | median
+}
+for n in "${sizes[@]}"; do
+	for phase in copy delete recreate cleanup wall; do
+		result "floor.$n.$phase" "$(floor_median "$n" "$phase")"
+	done
+	result "floor.$n.runs" "$(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $5 }' "$work/floor.$n")"
 done
 deployments_in_cluster=$(k get --raw '/apis/apps/v1/deployments?limit=1' | jq '(.items | length) + (.metadata.remainingItemCount // 0)')
 result deployments_in_cluster "$deployments_in_cluster"
@@ -228,6 +322,23 @@ report() {
 	times=$work/times.$memory_size.all
 	printf '%-6s %-8s %10s %10s %14s   (-A -l bench=migrate)\n' "$memory_size" all "$(wall "$times")" - "$(mib "$(rss "$times")")"
 	echo
+	echo "the floor (bench/migratefloor: the same 2 x N rollouts without relabel; median seconds):"
+	printf '%-6s %8s %8s %8s %8s %8s   %s\n' N COPY DELETE RECREATE CLEANUP WALL "RELABEL/FLOOR default, large"
+	for n in "${sizes[@]}"; do
+		printf '%-6s %8s %8s %8s %8s %8s   %s, %s\n' "$n" "$(floor_median "$n" copy)" "$(floor_median "$n" delete)" \
+			"$(floor_median "$n" recreate)" "$(floor_median "$n" cleanup)" "$(floor_median "$n" wall)" \
+			"$(ratio "$(wall "$work/times.$n.default")" "$(floor_median "$n" wall)")" "$(ratio "$(wall "$work/times.$n.large")" "$(floor_median "$n" wall)")"
+	done
+	echo
+	if ((adopt_size > 0)); then
+		echo "strategies, N=$adopt_size, default flags ($((adopt_size * replicas)) pods wanted; podwatch's first run):"
+		for mode in tempcopy adopt; do
+			times=$work/times.$adopt_size.$mode
+			printf '  %-9s relabel %s s; %s\n' "$mode" "$(wall "$times")" \
+				"$(awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 }' "$times.pods.1")"
+		done
+		echo
+	fi
 	echo "API requests by relabel, N=$memory_size, large flags (count, verb, resource; per object):"
 	awk -v n="$memory_size" '{ printf "  %6d %-7s %-40s %.2f\n", $1, $2, $3, $1 / n }' "$work/requests"
 	echo

@@ -10,7 +10,9 @@
 #
 # It runs bench/audit.sh, bench/migrate.sh and bench/kubectl-loop.sh; their
 # environment variables apply (see each script's header). The kubectl loop is
-# compared with relabel's large-flags run of the same size, when there is one.
+# compared with relabel's large-flags run of the same size, when there is one;
+# each migration size with its floor (bench/migratefloor), and the two
+# strategies by their time and the pods they leave running (bench/podwatch).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source bench/lib.sh
@@ -74,6 +76,26 @@ table() {
 			row "migrate N=$n, $flags" "T = $wall s$runs, T(N)/T($n1) = $(ratio "$wall" "$(get "migrate.$n1.$mode.wall")"), $(per "$wall" "$n") s per object, peak RSS $(mib "$(get "migrate.$n.$mode.rss")") MiB"
 		done
 	done
+	for n in "${sizes[@]}"; do
+		[[ -n ${r[floor.$n.wall]:-} ]] || continue
+		runs=$(get "floor.$n.runs")
+		if [[ $runs == *,* ]]; then runs=" (median of $runs)"; else runs=""; fi
+		row "migrate N=$n: relabel / floor (bench/migratefloor: the same 2 × N rollouts without relabel)" \
+			"$(ratio "$(get "migrate.$n.default.wall")" "$(get "floor.$n.wall")")× (default flags), $(ratio "$(get "migrate.$n.large.wall")" "$(get "floor.$n.wall")")× (large flags); floor $(get "floor.$n.wall") s$runs: copies available $(get "floor.$n.copy") s, originals gone $(get "floor.$n.delete") s, recreated available $(get "floor.$n.recreate") s, copies gone $(get "floor.$n.cleanup") s"
+	done
+	local a=${r[migrate.adopt_size]:-} want strategy
+	if [[ -n $a ]]; then
+		want=$((a * $(get migrate.replicas)))
+		for mode in tempcopy adopt; do
+			strategy=temp-copy
+			[[ $mode == adopt ]] && strategy=adopt
+			wall=$(get "migrate.$a.$mode.wall") runs=$(get "migrate.$a.$mode.runs")
+			if [[ $runs == *,* ]]; then runs=" (median of $runs)"; else runs=""; fi
+			row "migrate N=$a, \`--strategy $strategy\`, default flags$ready: time, pod surge, fewest ready pods (bench/podwatch)" \
+				"T = $wall s$runs, pods last changed $(get "pods.$a.$mode.last_change") s after podwatch started (just before relabel); at most $(get "pods.$a.$mode.max_pods") pods at once = $(ratio "$(get "pods.$a.$mode.max_pods")" "$want") × N × replicas ($want); at least $(get "pods.$a.$mode.min_ready") ready = $(ratio "$(get "pods.$a.$mode.min_ready")" "$want") × $want; $(get "pods.$a.$mode.samples") samples"
+		done
+		row "migrate N=$a: adopt / temp-copy" "time $(ratio "$(get "migrate.$a.adopt.wall")" "$(get "migrate.$a.tempcopy.wall")"), until the pods last changed $(ratio "$(get "pods.$a.adopt.last_change")" "$(get "pods.$a.tempcopy.last_change")"), most pods $(ratio "$(get "pods.$a.adopt.max_pods")" "$(get "pods.$a.tempcopy.max_pods")")"
+	fi
 	if [[ -n $loop_size ]]; then
 		wall=$(get "loop.$loop_size.wall")
 		row "kubectl loop N=$loop_size (one Deployment after another)" "$wall s, $(per "$wall" "$loop_size") s per object, peak RSS $(mib "$(get "loop.$loop_size.rss")") MiB (one kubectl)"
