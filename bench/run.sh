@@ -28,6 +28,13 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 bash bench/audit.sh >&2
 bash bench/migrate.sh >&2
 bash bench/kubectl-loop.sh >&2
+# What the informers keep, and the audit's decoder against json.Valid: Go
+# benchmarks, no cluster.
+log "go benchmarks: BenchmarkWatchedMemory, BenchmarkDecodeList"
+go test -run '^$' -bench 'BenchmarkWatchedMemory|BenchmarkDecodeList' -benchtime 1x -count 1 ./engine >"$BENCH_RESULTS/gobench.txt"
+awk '/^BenchmarkWatchedMemory\/planned=/ { split($1, a, "="); sub(/-[0-9]+$/, "", a[2]); for (i = 2; i < NF; i++) if ($(i + 1) == "MiB/1000objects") print "memory.planned." a[2] "\t" $i }
+	/^BenchmarkDecodeList\// { n = $1; sub(/^BenchmarkDecodeList\//, "", n); sub(/-[0-9]+$/, "", n); for (i = 2; i < NF; i++) if ($(i + 1) == "cpu-ns/op") print "decode." n "\t" $i }' \
+	"$BENCH_RESULTS/gobench.txt" >>"$BENCH_RESULTS/results.tsv"
 
 # The figures, by key; a key recorded several times keeps every value.
 declare -A r
@@ -63,6 +70,7 @@ table() {
 		"$(get audit.relabel.wall) s, $(get audit.relabel.cpu) s CPU, $(get audit.relabel.rss_mib) MiB (median of $(get audit.runs), alternating with the floor)"
 	row "audit: wire floor (bench/wirefloor: the same lists, pages and concurrency, bytes discarded)" "$(get audit.floor.wall) s, $(get audit.floor.cpu) s CPU, $(get audit.floor.rss_mib) MiB"
 	row "audit: relabel / floor" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.floor.wall)"), CPU $(ratio "$(get audit.relabel.cpu)" "$(get audit.floor.cpu)"); load average $(get audit.load)"
+	row "audit: decoding one page of 500 Deployments (BenchmarkDecodeList, CPU)" "$(awk -v n="$(get decode.decodeList)" 'BEGIN { printf "%.1f", n / 1e6 }') ms; json.Valid over the same bytes $(awk -v n="$(get decode.floor=json.Valid)" 'BEGIN { printf "%.1f", n / 1e6 }') ms; ratio $(ratio "$(get decode.decodeList)" "$(get decode.floor=json.Valid)")"
 	row "audit: \`kubectl get … -A -o json\`" "$(get audit.kubectl.wall) s, $(get audit.kubectl.rss_mib) MiB"
 	row "audit: relabel / kubectl" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.kubectl.wall)"), peak RSS $(ratio "$(get audit.relabel.rss_mib)" "$(get audit.kubectl.rss_mib)")"
 	local n mode wall runs flags ready=""
@@ -109,13 +117,15 @@ table() {
 			row "API requests per object, N=$memory_size, large flags: $verb" "$(per "$total" "$memory_size") ($(for p in $parts; do printf '%s %s, ' "${p%%:*}" "$(per "${p#*:}" "$memory_size")"; done | sed 's/, $//'))"
 			all=$((all + total))
 		done < <(requests_by_verb)
-		row "API requests per object, N=$memory_size, all verbs" "$(per "$all" "$memory_size") ($all requests; the temp-copy minimum is 4 writes to Deployments plus 3 events)"
+		row "API requests per object, N=$memory_size, all verbs" "$(per "$all" "$memory_size") ($all requests; the temp-copy minimum is 4 writes to Deployments plus 1 event)"
+		row "GETs and Events per object, N=$memory_size (goal ≤ 1 each)" "GET deployments $(per "${r[requests.$memory_size.get.deployments]:-0}" "$memory_size"), create events $(per "${r[requests.$memory_size.create.events]:-0}" "$memory_size")"
 		local ns_rss all_rss watched
 		ns_rss=$(get "migrate.$memory_size.large.rss")
 		all_rss=$(get "migrate.$memory_size.all.rss")
 		watched=$(get deployments_in_cluster)
 		row "peak RSS, N=$memory_size, \`-n NS\`, $watched Deployments in the cluster" "$(mib "$ns_rss") MiB"
 		row "peak RSS, N=$memory_size, \`-A -l bench=migrate\`" "$(mib "$all_rss") MiB, $(get "migrate.$memory_size.all.wall") s; $(awk -v a="$all_rss" -v b="$ns_rss" -v w="$watched" 'BEGIN { printf "%.1f", (a - b) / 1024 / (w / 1000) }') MiB more per 1,000 Deployments in the cluster"
+		row "informer cache per 1,000 Deployments, cluster-wide (BenchmarkWatchedMemory, goal ≤ 10 MiB)" "$(get memory.planned.17) MiB for objects outside the plan (stubs), $(get memory.planned.5000) MiB for planned ones (slim)"
 		for mode in default large all; do
 			if [[ -n ${r[kcm.$memory_size.$mode]:-} ]]; then
 				row "kube-controller-manager during N=$memory_size ($mode)" "$(get "kcm.$memory_size.$mode")"

@@ -260,20 +260,7 @@ func (om objectMigration) run(ctx context.Context) error {
 
 		case Recreate:
 			// Whatever ctx says: only this brings the original back.
-			ctx := context.WithoutCancel(ctx)
-			temp := st.temp
-			if temp != nil {
-				// The copy stands in for a missing backup whole, pod spec and all.
-				whole, _, err := om.wholeOf(ctx, temp)
-				if err != nil {
-					return err
-				}
-				if whole == nil {
-					continue // gone meanwhile: decide again
-				}
-				temp = whole
-			}
-			if err := om.recreate(ctx, temp); err != nil {
+			if err := om.recreate(context.WithoutCancel(ctx), st.temp); err != nil {
 				return err
 			}
 
@@ -508,6 +495,18 @@ func (om objectMigration) recreate(ctx context.Context, temp *unstructured.Unstr
 	}
 	if err != nil {
 		return errorf(it, "reading the backup: %w", err)
+	}
+	if source == nil && temp != nil {
+		// The copy stands in for a missing backup whole, pod spec and all;
+		// the cache keeps it slim.
+		whole, _, err := om.wholeOf(ctx, temp)
+		if err != nil {
+			return err
+		}
+		if whole == nil {
+			return nil // gone meanwhile: the next pass decides again
+		}
+		temp = whole
 	}
 	return om.recreateFrom(ctx, source, temp)
 }
