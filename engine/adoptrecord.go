@@ -113,6 +113,13 @@ func recordedResources(kind rules.Kind) []rules.Owned {
 // findRecords lists the adopt records of kind in namespace ("" for all),
 // keyed by namespace/name of the original.
 func findRecords(ctx context.Context, client dynamic.Interface, kind rules.Kind, namespace string) (map[string]*adoptRecord, error) {
+	return findRecordsOf(ctx, client, kind, namespace, "")
+}
+
+// findRecordsOf is findRecords of one owner's name, or of all when name is
+// "": a record carries a whole manifest, and an object in flight reads only
+// its own, however many others of the namespace are in flight too.
+func findRecordsOf(ctx context.Context, client dynamic.Interface, kind rules.Kind, namespace, name string) (map[string]*adoptRecord, error) {
 	out := map[string]*adoptRecord{}
 	for _, o := range recordedResources(kind) {
 		list, err := client.Resource(o.GVR()).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: AdoptUIDLabel})
@@ -124,6 +131,9 @@ func findRecords(ctx context.Context, client dynamic.Interface, kind rules.Kind,
 			of := obj.GetAnnotations()[AdoptOfAnnotation]
 			prefix := kind.Group + "/" + kind.Kind + "/"
 			if len(of) <= len(prefix) || of[:len(prefix)] != prefix {
+				continue
+			}
+			if name != "" && of[len(prefix):] != name {
 				continue
 			}
 			key := obj.GetNamespace() + "/" + of[len(prefix):]
@@ -144,7 +154,7 @@ func findRecords(ctx context.Context, client dynamic.Interface, kind rules.Kind,
 
 // findRecord is the adopt record of this object, or nil.
 func (om objectMigration) findRecord(ctx context.Context) (*adoptRecord, error) {
-	records, err := findRecords(ctx, om.Dynamic, om.item.Kind, om.item.Namespace)
+	records, err := findRecordsOf(ctx, om.Dynamic, om.item.Kind, om.item.Namespace, om.item.Name)
 	if err != nil {
 		return nil, errorf(om.item, "%w", err)
 	}
