@@ -75,7 +75,9 @@ func shows(w write, obj *unstructured.Unstructured) (bool, error) {
 // watch that lags longer than this is bypassed with one GET.
 const catchUpTimeout = 10 * time.Second
 
-// wrote records a create or update whose result the API server returned.
+// wrote records obj as the API server returned it, after relabel's create
+// or update, or from a GET that found the cache behind: it is kept whole,
+// and the cache is read again only once it shows that version.
 func (om objectMigration) wrote(obj *unstructured.Unstructured) {
 	om.reads.wrote[obj.GetName()] = write{uid: obj.GetUID(), resourceVersion: obj.GetResourceVersion()}
 	om.reads.whole[obj.GetName()] = obj
@@ -132,8 +134,7 @@ func (om objectMigration) readThrough(ctx context.Context, name string) error {
 	if err != nil || obj == nil {
 		return err
 	}
-	om.reads.wrote[name] = write{uid: obj.GetUID(), resourceVersion: obj.GetResourceVersion()}
-	om.reads.whole[name] = obj
+	om.wrote(obj)
 	return nil
 }
 
@@ -149,12 +150,12 @@ func (om objectMigration) wholeOf(ctx context.Context, cached *unstructured.Unst
 	if err != nil || obj == nil {
 		return nil, true, err
 	}
-	om.reads.whole[name] = obj
 	if !sameVersion(obj, cached) {
 		// Later than the cache: the next pass waits until the cache shows it.
-		om.reads.wrote[name] = write{uid: obj.GetUID(), resourceVersion: obj.GetResourceVersion()}
+		om.wrote(obj)
 		return obj, true, nil
 	}
+	om.reads.whole[name] = obj
 	return obj, false, nil
 }
 
