@@ -30,11 +30,12 @@ type auditEvent struct {
 	RequestReceived time.Time `json:"requestReceivedTimestamp"`
 }
 
-// writesSince returns relabel's writing requests recorded in the audit log
-// since t0. Other tests (and other test processes) share the cluster: given
-// namespaces, only writes there or to cluster-scoped objects count.
-func writesSince(t *testing.T, c *testcluster.Cluster, t0 time.Time, namespaces ...string) (writes []auditEvent, requests int) {
+// auditEventsSince returns the API server's audit events of requests
+// received since t0, from the log files written since then (the API server
+// rotates its log).
+func auditEventsSince(t *testing.T, c *testcluster.Cluster, t0 time.Time) []auditEvent {
 	t.Helper()
+	var out []auditEvent
 	files, _ := filepath.Glob(filepath.Join(filepath.Dir(c.AuditLog), "audit*.log"))
 	for _, f := range files {
 		if info, err := os.Stat(f); err != nil || info.ModTime().Before(t0) {
@@ -48,26 +49,39 @@ func writesSince(t *testing.T, c *testcluster.Cluster, t0 time.Time, namespaces 
 		scanner.Buffer(make([]byte, 1<<20), 16<<20)
 		for scanner.Scan() {
 			var e auditEvent
-			if json.Unmarshal(scanner.Bytes(), &e) != nil || e.UserAgent != "relabel" || e.RequestReceived.Before(t0) {
-				continue
-			}
-			if ns := e.ObjectRef.Namespace; len(namespaces) > 0 && ns != "" && !slices.Contains(namespaces, ns) {
-				continue
-			}
-			requests++
-			switch e.Verb {
-			case "create", "update", "patch", "delete", "deletecollection":
-				// A dry run asks; it writes nothing.
-				if strings.Contains(e.RequestURI, "dryRun=") {
-					continue
-				}
-				// Access reviews are questions, not writes.
-				if e.ObjectRef.Resource != "selfsubjectaccessreviews" {
-					writes = append(writes, e)
-				}
+			if json.Unmarshal(scanner.Bytes(), &e) == nil && !e.RequestReceived.Before(t0) {
+				out = append(out, e)
 			}
 		}
 		file.Close()
+	}
+	return out
+}
+
+// writesSince returns relabel's writing requests recorded in the audit log
+// since t0. Other tests (and other test processes) share the cluster: given
+// namespaces, only writes there or to cluster-scoped objects count.
+func writesSince(t *testing.T, c *testcluster.Cluster, t0 time.Time, namespaces ...string) (writes []auditEvent, requests int) {
+	t.Helper()
+	for _, e := range auditEventsSince(t, c, t0) {
+		if e.UserAgent != "relabel" {
+			continue
+		}
+		if ns := e.ObjectRef.Namespace; len(namespaces) > 0 && ns != "" && !slices.Contains(namespaces, ns) {
+			continue
+		}
+		requests++
+		switch e.Verb {
+		case "create", "update", "patch", "delete", "deletecollection":
+			// A dry run asks; it writes nothing.
+			if strings.Contains(e.RequestURI, "dryRun=") {
+				continue
+			}
+			// Access reviews are questions, not writes.
+			if e.ObjectRef.Resource != "selfsubjectaccessreviews" {
+				writes = append(writes, e)
+			}
+		}
 	}
 	return writes, requests
 }

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,27 +64,10 @@ func generatedRules(t *testing.T, c *testcluster.Cluster, args ...string) []rbac
 func clusterWideWatchesBy(t *testing.T, c *testcluster.Cluster, t0 time.Time, username string) []auditEvent {
 	t.Helper()
 	var out []auditEvent
-	files, _ := filepath.Glob(filepath.Join(filepath.Dir(c.AuditLog), "audit*.log"))
-	for _, f := range files {
-		if info, err := os.Stat(f); err != nil || info.ModTime().Before(t0) {
-			continue
+	for _, e := range auditEventsSince(t, c, t0) {
+		if e.User.Username == username && e.Verb == "watch" && e.ObjectRef.Resource == "deployments" && e.ObjectRef.Namespace == "" {
+			out = append(out, e)
 		}
-		file, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scanner := bufio.NewScanner(file)
-		scanner.Buffer(make([]byte, 1<<20), 16<<20)
-		for scanner.Scan() {
-			var e auditEvent
-			if json.Unmarshal(scanner.Bytes(), &e) != nil || e.User.Username != username || e.RequestReceived.Before(t0) {
-				continue
-			}
-			if e.Verb == "watch" && e.ObjectRef.Resource == "deployments" && e.ObjectRef.Namespace == "" {
-				out = append(out, e)
-			}
-		}
-		file.Close()
 	}
 	return out
 }

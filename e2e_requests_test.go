@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,31 +19,16 @@ func requestsIn(t *testing.T, c *testcluster.Cluster, t0 time.Time, ns string) m
 	t.Helper()
 	seen := map[string]bool{}
 	counts := map[string]int{}
-	files, _ := filepath.Glob(filepath.Join(filepath.Dir(c.AuditLog), "audit*.log"))
-	for _, f := range files {
-		if info, err := os.Stat(f); err != nil || info.ModTime().Before(t0) {
+	for _, e := range auditEventsSince(t, c, t0) {
+		if e.UserAgent != "relabel" || e.ObjectRef.Namespace != ns || seen[e.AuditID] {
 			continue
 		}
-		file, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
+		seen[e.AuditID] = true
+		verb := e.Verb
+		if strings.Contains(e.RequestURI, "dryRun=") {
+			verb += " (dry run)"
 		}
-		scanner := bufio.NewScanner(file)
-		scanner.Buffer(make([]byte, 1<<20), 16<<20)
-		for scanner.Scan() {
-			var e auditEvent
-			if json.Unmarshal(scanner.Bytes(), &e) != nil || e.UserAgent != "relabel" || e.RequestReceived.Before(t0) ||
-				e.ObjectRef.Namespace != ns || seen[e.AuditID] {
-				continue
-			}
-			seen[e.AuditID] = true
-			verb := e.Verb
-			if strings.Contains(e.RequestURI, "dryRun=") {
-				verb += " (dry run)"
-			}
-			counts[verb+" "+e.ObjectRef.Resource]++
-		}
-		file.Close()
+		counts[verb+" "+e.ObjectRef.Resource]++
 	}
 	return counts
 }
