@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -168,6 +171,8 @@ func printAudit(w, stderr io.Writer, format string, r AuditReport) error {
 		return printAuditTable(w, stderr, r, format == outputWide)
 	case outputHTML:
 		return printAuditHTML(w, r, r.scope)
+	case outputJSON:
+		return printAuditJSON(w, r)
 	}
 	return printDocument(w, format, r)
 }
@@ -333,4 +338,39 @@ func joinNonEmpty(a, b string) string {
 		return b
 	}
 	return a + ", " + b
+}
+
+// printAuditJSON writes r as printDocument does, byte for byte, but an item
+// at a time: the whole document of a large cluster is never in memory twice
+// (encoding/json builds it whole, then indents a copy).
+func printAuditJSON(w io.Writer, r AuditReport) error {
+	head := r
+	head.Items = nil
+	doc, err := json.MarshalIndent(head, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding JSON: %w", err)
+	}
+	// doc ends with `"items": null` and the closing brace.
+	doc = bytes.TrimSuffix(doc, []byte("null\n}"))
+	bw := bufio.NewWriter(w)
+	bw.Write(doc)
+	if len(r.Items) == 0 {
+		bw.WriteString("[]\n}\n")
+		return bw.Flush()
+	}
+	bw.WriteString("[\n")
+	for i, item := range r.Items {
+		out, err := json.MarshalIndent(item, "    ", "  ")
+		if err != nil {
+			return fmt.Errorf("encoding JSON: %w", err)
+		}
+		bw.WriteString("    ")
+		bw.Write(out)
+		if i < len(r.Items)-1 {
+			bw.WriteByte(',')
+		}
+		bw.WriteByte('\n')
+	}
+	bw.WriteString("  ]\n}\n")
+	return bw.Flush()
 }

@@ -153,3 +153,26 @@ func TestMigrationTable(t *testing.T) {
 		})
 	}
 }
+
+// The audit's JSON is written an item at a time; it must be the document
+// printDocument writes, byte for byte, empty or not.
+func TestAuditJSONStreamsTheSameDocument(t *testing.T) {
+	for name, r := range map[string]AuditReport{
+		"empty": newAuditReport(workload.Label{Key: "stage"}, nil),
+		"one":   newAuditReport(workload.Label{Key: "stage"}, sampleAudit("shop").Items[:1]),
+		"many":  sampleAudit(""),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var want, got bytes.Buffer
+			if err := printDocument(&want, outputJSON, r); err != nil {
+				t.Fatal(err)
+			}
+			if err := printAuditJSON(&got, r); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Errorf("streamed:\n%s\nwant:\n%s", got.String(), want.String())
+			}
+		})
+	}
+}
