@@ -28,6 +28,9 @@ type auditEvent struct {
 		Name      string `json:"name"`
 	} `json:"objectRef"`
 	RequestReceived time.Time `json:"requestReceivedTimestamp"`
+	ResponseStatus  struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
 }
 
 // auditEventsSince returns the API server's audit events of requests
