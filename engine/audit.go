@@ -54,48 +54,44 @@ type Auditor struct {
 	REST rest.Interface
 	// PageSize bounds each list response; 500 when zero.
 	PageSize int64
-	// Concurrency bounds how many kinds are listed at once; 4 when zero.
+	// Concurrency bounds how many lists are read at once; 4 when zero.
 	Concurrency int
+	// SplitMinimum is the size from which a kind listed in every namespace
+	// is listed a namespace at a time; splitMinimum when zero.
+	SplitMinimum int64
 }
+
+// A kind's pages come one after another: each needs the previous one's
+// continue token. A large kind in every namespace is therefore listed a
+// namespace at a time, Concurrency lists at once, which the API server
+// serves in parallel. Only when each list still carries enough objects to
+// be worth its request: at least minObjectsPerNamespace on average.
+const (
+	splitMinimum           = 2000
+	minObjectsPerNamespace = 20
+)
 
 // Audit checks every object in scope. Objects are dropped as soon as their
 // page is checked; only the small findings are kept, sorted for stable output.
+//
+// Each namespace's list is consistent in itself; a kind listed a namespace
+// at a time is not one snapshot of the whole cluster, as it is not with
+// kubectl get in each namespace.
 func (a Auditor) Audit(ctx context.Context, scope Scope, label workload.Label) ([]Finding, error) {
-	var (
-		mu       sync.Mutex
-		findings []Finding
-	)
 	g, ctx := errgroup.WithContext(ctx)
 	limit := a.Concurrency
 	if limit <= 0 {
 		limit = 4
 	}
-	g.SetLimit(limit)
+	r := &auditRun{Auditor: a, scope: scope, label: label, group: g, slots: make(chan struct{}, limit)}
+	r.namespaces = sync.OnceValues(func() ([]string, error) { return a.namespaceNames(ctx) })
 	for _, kind := range scope.Kinds {
-		g.Go(func() error {
-			var local []Finding
-			visit := func(obj *unstructured.Unstructured) error {
-				f, ok, err := finding(obj, kind, label)
-				if ok {
-					local = append(local, f)
-				}
-				return err
-			}
-			var err error
-			if a.REST != nil {
-				err = a.listRaw(ctx, kind, scope, auditKeep(kind), visit)
-			} else {
-				err = a.list(ctx, kind, scope, visit)
-			}
-			mu.Lock()
-			findings = append(findings, local...)
-			mu.Unlock()
-			return err
-		})
+		g.Go(func() error { return r.kind(ctx, kind) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	findings := r.findings
 	sort.Slice(findings, func(i, j int) bool {
 		a, b := findings[i], findings[j]
 		if a.Namespace != b.Namespace {
@@ -112,8 +108,172 @@ func (a Auditor) Audit(ctx context.Context, scope Scope, label workload.Label) (
 	return findings, nil
 }
 
+// auditRun is one Audit: its lists in flight and what they found.
+type auditRun struct {
+	Auditor
+	scope Scope
+	label workload.Label
+	group *errgroup.Group
+	// slots holds a token for each list being read.
+	slots      chan struct{}
+	namespaces func() ([]string, error)
+
+	mu       sync.Mutex
+	findings []Finding
+}
+
+// kind audits one kind: in one list, or, when it is large, in a list per
+// namespace, each started on its own.
+func (r *auditRun) kind(ctx context.Context, kind rules.Kind) error {
+	if err := r.acquire(ctx); err != nil {
+		return err
+	}
+	defer r.release()
+	ns := r.scope.Namespace
+	if kind.Namespaced && ns == "" && r.scope.Selector == "" {
+		// A one-item page says how many objects there are.
+		var probed []Finding
+		meta, err := r.page(ctx, kind, "", 1, "", r.collect(kind, &probed))
+		if err != nil {
+			return err
+		}
+		if names, ok := r.split(ctx, kind, meta); ok {
+			for _, ns := range names {
+				r.group.Go(func() error {
+					if err := r.acquire(ctx); err != nil {
+						return err
+					}
+					defer r.release()
+					return r.listFrom(ctx, kind, ns, "")
+				})
+			}
+			return nil // the probed object is listed again in its namespace
+		}
+		r.keep(probed)
+		if meta.Continue == "" {
+			return nil
+		}
+		return r.listFrom(ctx, kind, "", meta.Continue)
+	}
+	return r.listFrom(ctx, kind, ns, "")
+}
+
+// split returns the namespaces to list kind in one at a time, if its first
+// page says it is large enough for that. Namespaces that cannot be listed
+// (no permission) leave it in one list.
+func (r *auditRun) split(ctx context.Context, kind rules.Kind, first listMeta) ([]string, bool) {
+	minimum := r.SplitMinimum
+	if minimum <= 0 {
+		minimum = splitMinimum
+	}
+	if first.Continue == "" || first.RemainingItemCount == nil || *first.RemainingItemCount+1 < minimum {
+		return nil, false
+	}
+	names, err := r.namespaces()
+	if err != nil {
+		klog.V(2).InfoS("listing in one list: the namespaces are not listed", "gvr", kind.GVRString(), "err", err)
+		return nil, false
+	}
+	if objects := *first.RemainingItemCount + 1; int64(len(names))*minObjectsPerNamespace > objects {
+		klog.V(4).InfoS("listing in one list: too few objects per namespace", "gvr", kind.GVRString(), "objects", objects, "namespaces", len(names))
+		return nil, false
+	}
+	klog.V(4).InfoS("listing a namespace at a time", "gvr", kind.GVRString(), "namespaces", len(names))
+	return names, ctx.Err() == nil
+}
+
+// listFrom pages through kind in namespace ("" for all), from the page after
+// cont, or from the first one.
+func (r *auditRun) listFrom(ctx context.Context, kind rules.Kind, namespace, cont string) error {
+	pageSize := r.PageSize
+	if pageSize == 0 {
+		pageSize = 500
+	}
+	var local []Finding
+	visit := r.collect(kind, &local)
+	pages := 0
+	for {
+		meta, err := r.page(ctx, kind, namespace, pageSize, cont, visit)
+		r.keep(local)
+		local = local[:0]
+		if err != nil {
+			return err
+		}
+		pages++
+		if cont = meta.Continue; cont == "" {
+			break
+		}
+	}
+	klog.V(4).InfoS("listed", "gvr", kind.GVRString(), "namespace", namespace, "pages", pages)
+	return nil
+}
+
+// page reads one page of kind's list, through REST when set.
+func (r *auditRun) page(ctx context.Context, kind rules.Kind, namespace string, limit int64, cont string, visit func(*unstructured.Unstructured) error) (listMeta, error) {
+	scope := Scope{Namespace: namespace, Selector: r.scope.Selector}
+	if r.REST != nil {
+		return r.pageRaw(ctx, kind, scope, auditKeep(kind), limit, cont, visit)
+	}
+	return r.pageDynamic(ctx, kind, scope, limit, cont, visit)
+}
+
+// collect is a visit that appends the findings of kind's objects to out.
+func (r *auditRun) collect(kind rules.Kind, out *[]Finding) func(*unstructured.Unstructured) error {
+	gvr := kind.GVRString()
+	return func(obj *unstructured.Unstructured) error {
+		f, ok, err := finding(obj, kind, gvr, r.label)
+		if ok {
+			*out = append(*out, f)
+		}
+		return err
+	}
+}
+
+func (r *auditRun) keep(found []Finding) {
+	r.mu.Lock()
+	r.findings = append(r.findings, found...)
+	r.mu.Unlock()
+}
+
+func (r *auditRun) acquire(ctx context.Context) error {
+	select {
+	case r.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *auditRun) release() { <-r.slots }
+
+// namespaceNames lists the cluster's namespaces, names only.
+func (a Auditor) namespaceNames(ctx context.Context) ([]string, error) {
+	kind := rules.Kind{Version: "v1", Resource: "namespaces", Kind: "Namespace"}
+	var names []string
+	visit := func(obj *unstructured.Unstructured) error {
+		names = append(names, obj.GetName())
+		return nil
+	}
+	cont := ""
+	for {
+		var meta listMeta
+		var err error
+		if a.REST != nil {
+			meta, err = a.pageRaw(ctx, kind, Scope{}, keep{"metadata": keep{"name": nil}}, 500, cont, visit)
+		} else {
+			meta, err = a.pageDynamic(ctx, kind, Scope{}, 500, cont, visit)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cont = meta.Continue; cont == "" {
+			return names, nil
+		}
+	}
+}
+
 // finding is what audit reports of obj; false for relabel's own copies.
-func finding(obj *unstructured.Unstructured, kind rules.Kind, label workload.Label) (Finding, bool, error) {
+func finding(obj *unstructured.Unstructured, kind rules.Kind, gvr string, label workload.Label) (Finding, bool, error) {
 	if workload.IsTemp(obj) {
 		return Finding{}, false, nil
 	}
@@ -122,7 +282,7 @@ func finding(obj *unstructured.Unstructured, kind rules.Kind, label workload.Lab
 		return Finding{}, false, err
 	}
 	return Finding{
-		GVR: kind.GVRString(), Kind: kind.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
+		GVR: gvr, Kind: kind.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
 		Report: report, Complete: report.Complete(), Owner: controllerOf(obj), ManagedBy: managedBy(obj),
 		LabelSelector: selectorString(obj, kind),
 	}, true, nil
@@ -144,27 +304,33 @@ func (a Auditor) list(ctx context.Context, kind rules.Kind, scope Scope, visit f
 	if pageSize == 0 {
 		pageSize = 500
 	}
-	client := resourceClient(a.Dynamic, kind, scope.Namespace)
-	opts := metav1.ListOptions{LabelSelector: scope.Selector, Limit: pageSize}
-	pages := 0
+	cont, pages := "", 0
 	for {
-		list, err := client.List(ctx, opts)
+		meta, err := a.pageDynamic(ctx, kind, scope, pageSize, cont, visit)
 		if err != nil {
-			return fmt.Errorf("listing %s%s: %w", kind.GVRString(), inNamespace(scope.Namespace), err)
+			return err
 		}
 		pages++
-		for i := range list.Items {
-			if err := visit(&list.Items[i]); err != nil {
-				return err
-			}
-		}
-		if list.GetContinue() == "" {
+		if cont = meta.Continue; cont == "" {
 			break
 		}
-		opts.Continue = list.GetContinue()
 	}
 	klog.V(4).InfoS("listed", "gvr", kind.GVRString(), "pages", pages)
 	return nil
+}
+
+// pageDynamic reads one page of kind's list through the dynamic client.
+func (a Auditor) pageDynamic(ctx context.Context, kind rules.Kind, scope Scope, limit int64, cont string, visit func(*unstructured.Unstructured) error) (listMeta, error) {
+	list, err := resourceClient(a.Dynamic, kind, scope.Namespace).List(ctx, metav1.ListOptions{LabelSelector: scope.Selector, Limit: limit, Continue: cont})
+	if err != nil {
+		return listMeta{}, fmt.Errorf("listing %s%s: %w", kind.GVRString(), inNamespace(scope.Namespace), err)
+	}
+	for i := range list.Items {
+		if err := visit(&list.Items[i]); err != nil {
+			return listMeta{}, err
+		}
+	}
+	return listMeta{Continue: list.GetContinue(), RemainingItemCount: list.GetRemainingItemCount()}, nil
 }
 
 func resourceClient(client dynamic.Interface, kind rules.Kind, namespace string) dynamic.ResourceInterface {

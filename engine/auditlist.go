@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/klog/v2"
 
 	"relabel.dev/relabel/rules"
 )
@@ -67,42 +66,30 @@ func (k keep) add(path []string) {
 	}
 }
 
-// listRaw pages through one kind as raw JSON, calling visit with each item
-// decoded only as far as k says. Nothing of a page is kept once decoded.
-func (a Auditor) listRaw(ctx context.Context, kind rules.Kind, scope Scope, k keep, visit func(*unstructured.Unstructured) error) error {
-	pageSize := a.PageSize
-	if pageSize == 0 {
-		pageSize = 500
+// pageRaw reads one page of kind's list as raw JSON, calling visit with
+// each item decoded only as far as k says. Nothing of the page is kept once
+// decoded.
+func (a Auditor) pageRaw(ctx context.Context, kind rules.Kind, scope Scope, k keep, limit int64, cont string, visit func(*unstructured.Unstructured) error) (listMeta, error) {
+	req := a.REST.Get().AbsPath(listPath(kind, scope.Namespace)).Param("limit", strconv.FormatInt(limit, 10))
+	if scope.Selector != "" {
+		req = req.Param("labelSelector", scope.Selector)
 	}
-	path := listPath(kind, scope.Namespace)
-	cont, pages := "", 0
-	for {
-		req := a.REST.Get().AbsPath(path).Param("limit", strconv.FormatInt(pageSize, 10))
-		if scope.Selector != "" {
-			req = req.Param("labelSelector", scope.Selector)
-		}
-		if cont != "" {
-			req = req.Param("continue", cont)
-		}
-		body, err := req.Stream(ctx)
-		if err != nil {
-			return fmt.Errorf("listing %s%s: %w", kind.GVRString(), inNamespace(scope.Namespace), err)
-		}
-		cont, err = decodeList(body, k, visit)
-		body.Close()
-		if v, ok := errors.AsType[errVisit](err); ok {
-			return v.err // the object's own error, as the dynamic path returns it
-		}
-		if err != nil {
-			return fmt.Errorf("listing %s%s: %w", kind.GVRString(), inNamespace(scope.Namespace), err)
-		}
-		pages++
-		if cont == "" {
-			break
-		}
+	if cont != "" {
+		req = req.Param("continue", cont)
 	}
-	klog.V(4).InfoS("listed", "gvr", kind.GVRString(), "pages", pages)
-	return nil
+	body, err := req.Stream(ctx)
+	if err != nil {
+		return listMeta{}, fmt.Errorf("listing %s%s: %w", kind.GVRString(), inNamespace(scope.Namespace), err)
+	}
+	defer body.Close()
+	meta, err := decodeList(body, k, visit)
+	if v, ok := errors.AsType[errVisit](err); ok {
+		return listMeta{}, v.err // the object's own error, as the dynamic path returns it
+	}
+	if err != nil {
+		return listMeta{}, fmt.Errorf("listing %s%s: %w", kind.GVRString(), inNamespace(scope.Namespace), err)
+	}
+	return meta, nil
 }
 
 // listPath is the URL path of kind's list, as the dynamic client builds it.
@@ -124,29 +111,33 @@ type errVisit struct{ err error }
 func (e errVisit) Error() string { return e.err.Error() }
 func (e errVisit) Unwrap() error { return e.err }
 
+// listMeta is what audit reads of a list's metadata.
+type listMeta struct {
+	Continue           string `json:"continue"`
+	RemainingItemCount *int64 `json:"remainingItemCount"`
+}
+
 // decodeList streams one list response: each of its items is pruned to k and
-// handed to visit; it returns the list's continue token. What follows the
-// list in the stream is not read.
-func decodeList(r io.Reader, k keep, visit func(*unstructured.Unstructured) error) (string, error) {
+// handed to visit; it returns the list's metadata. What follows the list in
+// the stream is not read.
+func decodeList(r io.Reader, k keep, visit func(*unstructured.Unstructured) error) (listMeta, error) {
 	s := newJSONScanner(r)
 	c, err := s.peek()
 	if err != nil {
-		return "", err
+		return listMeta{}, err
 	}
 	if c != '{' {
-		return "", s.syntax(c, "looking for the list object")
+		return listMeta{}, s.syntax(c, "looking for the list object")
 	}
 	s.i++
-	var meta struct {
-		Continue string `json:"continue"`
-	}
+	var meta listMeta
 	for first := true; ; first = false {
 		more, err := s.member(first, true)
 		if err != nil {
-			return "", fmt.Errorf("decoding the list: %w", err)
+			return listMeta{}, fmt.Errorf("decoding the list: %w", err)
 		}
 		if !more {
-			return meta.Continue, nil
+			return meta, nil
 		}
 		switch string(s.key) {
 		case "metadata":
@@ -157,15 +148,15 @@ func decodeList(r io.Reader, k keep, visit func(*unstructured.Unstructured) erro
 				err = json.Unmarshal(raw, &meta)
 			}
 			if err != nil {
-				return "", fmt.Errorf("decoding the list's metadata: %w", err)
+				return listMeta{}, fmt.Errorf("decoding the list's metadata: %w", err)
 			}
 		case "items":
 			if err := decodeItems(s, k, visit); err != nil {
-				return "", err
+				return listMeta{}, err
 			}
 		default:
 			if err := s.skip(); err != nil {
-				return "", fmt.Errorf("decoding the list: %w", err)
+				return listMeta{}, fmt.Errorf("decoding the list: %w", err)
 			}
 		}
 	}

@@ -10,36 +10,34 @@ import (
 
 // stdDecodeList is decodeList as it was written on encoding/json's Decoder,
 // kept for the tests as what the scanner must agree with.
-func stdDecodeList(r io.Reader, k keep, visit func(*unstructured.Unstructured) error) (string, error) {
+func stdDecodeList(r io.Reader, k keep, visit func(*unstructured.Unstructured) error) (listMeta, error) {
 	dec := json.NewDecoder(r)
 	dec.UseNumber()
 	if err := stdExpectDelim(dec, '{'); err != nil {
-		return "", err
+		return listMeta{}, err
 	}
-	var meta struct {
-		Continue string `json:"continue"`
-	}
+	var meta listMeta
 	for dec.More() {
 		key, err := stdObjectKey(dec)
 		if err != nil {
-			return "", err
+			return listMeta{}, err
 		}
 		switch key {
 		case "metadata":
 			if err := dec.Decode(&meta); err != nil {
-				return "", fmt.Errorf("decoding the list's metadata: %w", err)
+				return listMeta{}, fmt.Errorf("decoding the list's metadata: %w", err)
 			}
 		case "items":
 			if err := stdDecodeItems(dec, k, visit); err != nil {
-				return "", err
+				return listMeta{}, err
 			}
 		default:
 			if err := dec.Decode(&stdSkipValue{}); err != nil {
-				return "", fmt.Errorf("decoding the list: %w", err)
+				return listMeta{}, fmt.Errorf("decoding the list: %w", err)
 			}
 		}
 	}
-	return meta.Continue, stdExpectDelim(dec, '}')
+	return meta, stdExpectDelim(dec, '}')
 }
 
 func stdDecodeItems(dec *json.Decoder, k keep, visit func(*unstructured.Unstructured) error) error {

@@ -3,19 +3,23 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"relabel.dev/relabel/rules"
@@ -28,6 +32,16 @@ type fakeLists map[string][]map[string]any
 
 func (f fakeLists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	items, ok := f[r.URL.Path]
+	if ns, resource, namespaced := namespacedPath(r.URL.Path); !ok && namespaced {
+		// A namespace's list is the cluster-wide one's items there.
+		all, found := f[strings.Replace(r.URL.Path, "/namespaces/"+ns+"/"+resource, "/"+resource, 1)]
+		for _, item := range all {
+			if item["metadata"].(map[string]any)["namespace"] == ns {
+				items = append(items, item)
+			}
+		}
+		ok = found
+	}
 	if !ok {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
@@ -45,10 +59,22 @@ func (f fakeLists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page = []map[string]any{}
 	}
 	// Metadata after the items: the decoder must not depend on the order.
-	body, _ := json.Marshal(map[string]any{"kind": "List", "apiVersion": "v1", "items": page,
-		"metadata": map[string]any{"resourceVersion": "7", "continue": cont}})
+	meta := map[string]any{"resourceVersion": "7", "continue": cont}
+	if cont != "" {
+		meta["remainingItemCount"] = len(items) - end
+	}
+	body, _ := json.Marshal(map[string]any{"kind": "List", "apiVersion": "v1", "items": page, "metadata": meta})
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
+}
+
+// namespacedPath splits a namespaced list path, .../namespaces/NS/RESOURCE.
+func namespacedPath(path string) (namespace, resource string, ok bool) {
+	parts := strings.Split(path, "/")
+	if n := len(parts); n >= 4 && parts[n-3] == "namespaces" {
+		return parts[n-2], parts[n-1], true
+	}
+	return "", "", false
 }
 
 func fixture(t *testing.T, name string) map[string]any {
@@ -204,9 +230,11 @@ func TestDecodeList(t *testing.T) {
 		name, body string
 		want       []map[string]any
 		cont       string
+		remaining  *int64
 		err        bool
 	}{
 		{name: "null items", body: `{"items":null,"metadata":{"continue":"c"}}`, cont: "c"},
+		{name: "remaining", body: `{"metadata":{"continue":"c","remainingItemCount":41},"items":[]}`, cont: "c", remaining: ptr.To[int64](41)},
 		{name: "no items", body: `{"kind":"List","metadata":{}}`},
 		{name: "pruned", body: `{"items":[{"metadata":{"name":"a","uid":"u","Name":"b"},"spec":{"n":[1,2.5,{"m":3}],"big":{"a":[1,2,3]},"deep":{"x":1,"y":2}},"status":{}}]}`,
 			want: []map[string]any{{"metadata": map[string]any{"name": "a"}, "spec": map[string]any{
@@ -218,7 +246,7 @@ func TestDecodeList(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []map[string]any
-			cont, err := decodeList(strings.NewReader(tc.body), k, func(obj *unstructured.Unstructured) error {
+			meta, err := decodeList(strings.NewReader(tc.body), k, func(obj *unstructured.Unstructured) error {
 				got = append(got, obj.Object)
 				return nil
 			})
@@ -228,8 +256,8 @@ func TestDecodeList(t *testing.T) {
 			if tc.err {
 				return
 			}
-			if cont != tc.cont || !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got %#v, continue %q; want %#v, %q", got, cont, tc.want, tc.cont)
+			if meta.Continue != tc.cont || !reflect.DeepEqual(got, tc.want) || !reflect.DeepEqual(meta.RemainingItemCount, tc.remaining) {
+				t.Errorf("got %#v, metadata %+v; want %#v, continue %q, remaining %v", got, meta, tc.want, tc.cont, tc.remaining)
 			}
 		})
 	}
@@ -243,5 +271,110 @@ func TestAuditKeep(t *testing.T) {
 	want := keep{"spec": keep{"template": nil, "selector": nil}}
 	if !reflect.DeepEqual(k, want) {
 		t.Errorf("got %v, want %v", k, want)
+	}
+}
+
+// countingLists serves lists and counts the requests for each path; paths in
+// forbidden are refused.
+type countingLists struct {
+	lists     fakeLists
+	forbidden map[string]bool
+	mu        sync.Mutex
+	requests  map[string]int
+}
+
+func (c *countingLists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	c.requests[r.URL.Path]++
+	c.mu.Unlock()
+	if c.forbidden[r.URL.Path] {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}`))
+		return
+	}
+	c.lists.ServeHTTP(w, r)
+}
+
+func TestAuditSplitsLargeKindsByNamespace(t *testing.T) {
+	deployment := fixture(t, "deployment.yaml")
+	deployments := builtin(t, "apps", "Deployment")
+	var items []map[string]any
+	// "a-b" sorts before "a" in the API server's keys, after it as a string.
+	for _, ns := range []string{"a", "a-b", "c"} {
+		for i := range minObjectsPerNamespace + 7 { // enough for a fourth, empty namespace
+			items = append(items, withMeta(deployment, fmt.Sprintf("web-%02d", i), map[string]any{"namespace": ns}))
+		}
+	}
+	namespaces := func(names ...string) []map[string]any {
+		var out []map[string]any
+		for _, n := range names {
+			out = append(out, map[string]any{"metadata": map[string]any{"name": n}})
+		}
+		return out
+	}
+	label := workload.Label{Key: "stage", Value: "prod"}
+	audit := func(t *testing.T, c *countingLists, splitMinimum int64, raw bool) []Finding {
+		t.Helper()
+		c.requests = map[string]int{}
+		srv := httptest.NewServer(c)
+		t.Cleanup(srv.Close)
+		config := &rest.Config{Host: srv.URL}
+		a := Auditor{PageSize: 7, SplitMinimum: splitMinimum}
+		var err error
+		if a.Dynamic, err = dynamic.NewForConfig(config); err != nil {
+			t.Fatal(err)
+		}
+		if raw {
+			if a.REST, err = NewRawClient(config); err != nil {
+				t.Fatal(err)
+			}
+		}
+		found, err := a.Audit(context.Background(), Scope{Kinds: []rules.Kind{deployments}}, label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found
+	}
+	perNamespace := func(c *countingLists) []string {
+		var out []string
+		for path := range c.requests {
+			if ns, _, ok := namespacedPath(path); ok {
+				out = append(out, ns)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, tc := range []struct {
+		name       string
+		namespaces []string
+		forbidden  bool
+		split      []string
+	}{
+		{name: "split", namespaces: []string{"a", "a-b", "c", "empty"}, split: []string{"a", "a-b", "c", "empty"}},
+		{name: "namespaces forbidden", namespaces: []string{"a", "a-b", "c"}, forbidden: true},
+		{name: "too few objects per namespace", namespaces: []string{"a", "a-b", "c", "d", "e"}},
+	} {
+		for _, raw := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, raw %v", tc.name, raw), func(t *testing.T) {
+				c := &countingLists{lists: fakeLists{"/apis/apps/v1/deployments": items, "/api/v1/namespaces": namespaces(tc.namespaces...)},
+					forbidden: map[string]bool{"/api/v1/namespaces": tc.forbidden}}
+				whole := audit(t, c, int64(len(items))+1, raw)
+				if len(whole) != len(items) || c.requests["/api/v1/namespaces"] != 0 || perNamespace(c) != nil {
+					t.Fatalf("below the minimum: %d findings of %d objects, requests %v; want every object in one list", len(whole), len(items), c.requests)
+				}
+				found := audit(t, c, int64(len(items)), raw)
+				if !reflect.DeepEqual(found, whole) {
+					t.Errorf("findings differ from one list's:\n%+v\n%+v", found, whole)
+				}
+				if got := perNamespace(c); !reflect.DeepEqual(got, tc.split) {
+					t.Errorf("listed namespaces %v, want %v (requests %v)", got, tc.split, c.requests)
+				}
+				if c.requests["/api/v1/namespaces"] != 1 {
+					t.Errorf("namespaces listed %d times, want once", c.requests["/api/v1/namespaces"])
+				}
+			})
+		}
 	}
 }

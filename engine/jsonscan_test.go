@@ -153,13 +153,13 @@ var testKeep = keep{
 
 type listResult struct {
 	items []map[string]any
-	cont  string
+	meta  listMeta
 	err   error
 }
 
-func decodeWith(decode func(io.Reader, keep, func(*unstructured.Unstructured) error) (string, error), r io.Reader) listResult {
+func decodeWith(decode func(io.Reader, keep, func(*unstructured.Unstructured) error) (listMeta, error), r io.Reader) listResult {
 	var res listResult
-	res.cont, res.err = decode(r, testKeep, func(obj *unstructured.Unstructured) error {
+	res.meta, res.err = decode(r, testKeep, func(obj *unstructured.Unstructured) error {
 		res.items = append(res.items, obj.Object)
 		return nil
 	})
@@ -176,8 +176,8 @@ func agreeWithStd(t *testing.T, data []byte) listResult {
 		if (got.err == nil) != (want.err == nil) {
 			t.Fatalf("%s: %q: error %v, encoding/json's %v", name, data, got.err, want.err)
 		}
-		if got.err == nil && (got.cont != want.cont || !reflect.DeepEqual(got.items, want.items)) {
-			t.Fatalf("%s: %q:\ngot  %#v, continue %q\nwant %#v, continue %q", name, data, got.items, got.cont, want.items, want.cont)
+		if got.err == nil && (!reflect.DeepEqual(got.meta, want.meta) || !reflect.DeepEqual(got.items, want.items)) {
+			t.Fatalf("%s: %q:\ngot  %#v, metadata %+v\nwant %#v, metadata %+v", name, data, got.items, got.meta, want.items, want.meta)
 		}
 	}
 	return want
@@ -287,7 +287,7 @@ func TestDecodeListReadError(t *testing.T) {
 	boom := errors.New("connection reset")
 	page := fixturePage(t)
 	for _, n := range []int{0, 1, len(page) / 2, len(page) - 1} {
-		for name, decode := range map[string]func(io.Reader, keep, func(*unstructured.Unstructured) error) (string, error){"scanner": decodeList, "encoding/json": stdDecodeList} {
+		for name, decode := range map[string]func(io.Reader, keep, func(*unstructured.Unstructured) error) (listMeta, error){"scanner": decodeList, "encoding/json": stdDecodeList} {
 			got := decodeWith(decode, io.MultiReader(bytes.NewReader(page[:n]), iotest.ErrReader(boom)))
 			if !errors.Is(got.err, boom) {
 				t.Errorf("%s, error after %d bytes: %v, want %v", name, n, got.err, boom)

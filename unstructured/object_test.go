@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -835,5 +838,39 @@ func TestStub(t *testing.T) {
 	}
 	if obj.GetLabels()["app"] != "web" {
 		t.Error("Stub changed the object it was given")
+	}
+}
+
+// TestSelectorWithoutConverterAgrees checks Selector's shortcut for a
+// selector of matchLabels only against the converter and
+// metav1.LabelSelectorAsSelector.
+func TestSelectorWithoutConverterAgrees(t *testing.T) {
+	for _, matchLabels := range []map[string]interface{}{
+		labelMap("app", "web"),
+		labelMap("tier", "frontend", "app", "web", "app.kubernetes.io/name", "shop"),
+		labelMap("app", ""),
+		labelMap("not a key", "web"),
+		labelMap("app", "not a value!"),
+		labelMap("example.com/", "x"),
+	} {
+		obj := fixture(t, "deployment", set(matchLabels, "spec", "selector", "matchLabels"))
+		kind := kindFor(t, obj)
+		got, gotErr := Selector(obj, kind)
+		var ls metav1.LabelSelector
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(map[string]interface{}{"matchLabels": matchLabels}, &ls); err != nil {
+			t.Fatal(err)
+		}
+		want, wantErr := metav1.LabelSelectorAsSelector(&ls)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("%v: error %v, LabelSelectorAsSelector's %v", matchLabels, gotErr, wantErr)
+			continue
+		}
+		if gotErr == nil && got.String() != want.String() {
+			t.Errorf("%v: %q, LabelSelectorAsSelector's %q", matchLabels, got, want)
+		}
+		pod := labels.Set{"app": "web", "tier": "frontend", "app.kubernetes.io/name": "shop"}
+		if gotErr == nil && got.Matches(pod) != want.Matches(pod) {
+			t.Errorf("%v: matches %v differently", matchLabels, pod)
+		}
 	}
 }

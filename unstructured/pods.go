@@ -18,6 +18,15 @@ func Selector(obj *unstructured.Unstructured, kind rules.Kind) (labels.Selector,
 	if err != nil || !found {
 		return nil, fmt.Errorf("reading %s of %s/%s: found=%v: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), found, err)
 	}
+	if set, ok := onlyMatchLabels(raw); ok {
+		// The common case, without the reflection of the converter: the
+		// same requirements, validated the same way.
+		selector, err := labels.ValidatedSelectorFromSet(set)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
+		}
+		return selector, nil
+	}
 	var ls metav1.LabelSelector
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
 		return nil, fmt.Errorf("reading %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
@@ -27,6 +36,27 @@ func Selector(obj *unstructured.Unstructured, kind rules.Kind) (labels.Selector,
 		return nil, fmt.Errorf("parsing %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
 	}
 	return selector, nil
+}
+
+// onlyMatchLabels returns a selector's matchLabels when it has nothing else
+// and they are all strings.
+func onlyMatchLabels(raw map[string]any) (labels.Set, bool) {
+	if len(raw) != 1 {
+		return nil, false
+	}
+	m, ok := raw["matchLabels"].(map[string]any)
+	if !ok || len(m) == 0 {
+		return nil, false
+	}
+	set := make(labels.Set, len(m))
+	for k, v := range m {
+		s, ok := v.(string)
+		if !ok {
+			return nil, false
+		}
+		set[k] = s
+	}
+	return set, true
 }
 
 // HostPorts lists the host ports the pod template asks for: a second pod
