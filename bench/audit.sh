@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The audit benchmark: `relabel audit` against its floor, bench/wirefloor
-# paging the same lists the same way and discarding the bytes (and against
-# `kubectl get` of the same kinds), on a dedicated local cluster (relabel-bench) holding
+# The audit benchmark: `relabel audit` against its floors, bench/wirefloor
+# paging the same four lists whole and discarding the bytes, and
+# bench/wirefloor sending the requests relabel sends (a large kind listed a
+# namespace at a time, four lists at once), and against `kubectl get` of the
+# same kinds, on a dedicated local cluster (relabel-bench) holding
 # BENCH_NAMESPACES namespaces, each with BENCH_DEPLOYMENTS_PER_NS Deployments
 # (scaled to zero) and BENCH_ROLLOUTS_PER_NS Rollout custom resources.
 #
@@ -90,6 +92,28 @@ size=$( (k get --raw /apis/apps/v1/namespaces/bench-000/deployments/app-0000 2>/
 
 relabel_cmd=("$relabel" audit --kubeconfig "$kubeconfig" --label stage -A -o json)
 floor_cmd=("$work/wirefloor" --kubeconfig "$kubeconfig" /apis/apps/v1/deployments /apis/apps/v1/statefulsets /apis/apps/v1/daemonsets /apis/demo.relabel.dev/v1alpha1/rollouts)
+# The lists relabel reads: a kind of at least 2000 objects, with at least 20
+# per namespace on average, a namespace at a time (engine/audit.go,
+# splitMinimum and minObjectsPerNamespace).
+mapfile -t namespace_names < <(k get namespaces -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+relabel_lists() {
+	local path=$1 objects=$2 ns
+	if ((objects >= 2000 && ${#namespace_names[@]} * 20 <= objects)); then
+		echo /api/v1/namespaces
+		for ns in "${namespace_names[@]}"; do
+			echo "${path%/*}/namespaces/$ns/${path##*/}"
+		done
+	else
+		echo "$path"
+	fi
+}
+mapfile -t split_paths < <(
+	relabel_lists /apis/apps/v1/deployments "$objects_deploy"
+	relabel_lists /apis/apps/v1/statefulsets "$objects_sts"
+	relabel_lists /apis/apps/v1/daemonsets "$objects_ds"
+	relabel_lists /apis/demo.relabel.dev/v1alpha1/rollouts "$objects_ro" | sort -u
+)
+split_cmd=("$work/wirefloor" --kubeconfig "$kubeconfig" "${split_paths[@]}")
 kubectl_cmd=("$kubectl" --kubeconfig "$kubeconfig" get "deployments,statefulsets,daemonsets,rollouts.demo.relabel.dev" -A -o json)
 
 # time_run NAME CMD...: one run, appends "wall_seconds peak_rss_kib cpu_seconds" to $work/times.NAME.
@@ -104,6 +128,7 @@ log "warm-up"
 "${relabel_cmd[@]}" >"$work/audit.json"
 "${kubectl_cmd[@]}" >/dev/null
 "${floor_cmd[@]}" >/dev/null
+"${split_cmd[@]}" >/dev/null
 audited=$(jq '.summary.objects' "$work/audit.json")
 lacking=$(jq '.summary.lacking' "$work/audit.json")
 
@@ -111,6 +136,7 @@ lacking=$(jq '.summary.lacking' "$work/audit.json")
 for ((i = 1; i <= runs; i++)); do
 	log "run $i/$runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	time_run floor "${floor_cmd[@]}"
+	time_run split "${split_cmd[@]}"
 	time_run relabel "${relabel_cmd[@]}"
 	time_run kubectl "${kubectl_cmd[@]}"
 done
@@ -125,6 +151,9 @@ relabel_wall=$(wall relabel) relabel_rss=$(rss relabel) relabel_cpu=$(cpu relabe
 floor_wall=$(wall floor) floor_rss=$(rss floor) floor_cpu=$(cpu floor)
 floor_wall_ratio=$(ratio "$relabel_wall" "$floor_wall")
 floor_cpu_ratio=$(ratio "$relabel_cpu" "$floor_cpu")
+split_wall=$(wall split) split_rss=$(rss split) split_cpu=$(cpu split)
+split_wall_ratio=$(ratio "$relabel_wall" "$split_wall")
+split_cpu_ratio=$(ratio "$relabel_cpu" "$split_cpu")
 kubectl_wall=$(wall kubectl) kubectl_rss=$(rss kubectl)
 wall_ratio=$(ratio "$relabel_wall" "$kubectl_wall")
 rss_ratio=$(ratio "$relabel_rss" "$kubectl_rss")
@@ -140,6 +169,10 @@ result audit.relabel.cpu "$relabel_cpu"
 result audit.floor.wall "$floor_wall"
 result audit.floor.cpu "$floor_cpu"
 result audit.floor.rss_mib "$floor_rss"
+result audit.split.wall "$split_wall"
+result audit.split.cpu "$split_cpu"
+result audit.split.rss_mib "$split_rss"
+result audit.split.lists "${#split_paths[@]}"
 result audit.load "$load"
 result audit.kubectl.wall "$kubectl_wall"
 result audit.kubectl.rss_mib "$kubectl_rss"
@@ -156,12 +189,15 @@ report() {
 	echo
 	printf '%-16s %14s %14s %18s   %s\n' COMMAND "WALL s (median)" "CPU s (median)" "PEAK RSS MiB (med)" "RUNS (wall/CPU/peak RSS)"
 	printf '%-16s %14s %14s %18s   %s\n' "wire floor" "$floor_wall" "$floor_cpu" "$floor_rss" "$(runs_of floor)"
+	printf '%-16s %14s %14s %18s   %s\n' "same requests" "$split_wall" "$split_cpu" "$split_rss" "$(runs_of split)"
 	printf '%-16s %14s %14s %18s   %s\n' "relabel audit" "$relabel_wall" "$relabel_cpu" "$relabel_rss" "$(runs_of relabel)"
 	printf '%-16s %14s %14s %18s   %s\n' "kubectl get" "$kubectl_wall" "$(cpu kubectl)" "$kubectl_rss" "$(runs_of kubectl)"
 	printf '%-16s %14s %14s\n' "relabel/floor" "$floor_wall_ratio" "$floor_cpu_ratio"
+	printf '%-16s %14s %14s\n' "relabel/same" "$split_wall_ratio" "$split_cpu_ratio"
 	printf '%-16s %14s %14s %18s\n' "relabel/kubectl" "$wall_ratio" "" "$rss_ratio"
 	echo
 	echo "  wire floor:    ${floor_cmd[*]/#$work\//} >/dev/null"
+	echo "  same requests: wirefloor --kubeconfig $kubeconfig, ${#split_paths[@]} lists: $(printf '%s\n' "${split_paths[@]}" | awk 'NR <= 3 { printf "%s ", $0 } END { if (NR > 3) printf "... (%d more)", NR - 3 }')"
 	echo "  relabel audit: ${relabel_cmd[*]/#$work\//} >/dev/null"
 	echo "  kubectl get:   ${kubectl_cmd[*]/#$bin\//} >/dev/null"
 	echo "relabel faster than kubectl: $faster; relabel peak RSS under half of kubectl's: $lighter"

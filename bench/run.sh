@@ -68,8 +68,10 @@ table() {
 	row relabel "$(git describe --tags --always --dirty 2>/dev/null || echo dev), $(go version | awk '{ print $3 }')"
 	row "audit: \`relabel audit -A -o json\`, $(get audit.objects) objects ($(get audit.deployments) Deployments, $(get audit.rollouts) Rollouts)" \
 		"$(get audit.relabel.wall) s, $(get audit.relabel.cpu) s CPU, $(get audit.relabel.rss_mib) MiB (median of $(get audit.runs), alternating with the floor)"
-	row "audit: wire floor (bench/wirefloor: the same lists, pages and concurrency, bytes discarded)" "$(get audit.floor.wall) s, $(get audit.floor.cpu) s CPU, $(get audit.floor.rss_mib) MiB"
+	row "audit: wire floor (bench/wirefloor: the four lists whole, 500 a page, four at once, bytes discarded)" "$(get audit.floor.wall) s, $(get audit.floor.cpu) s CPU, $(get audit.floor.rss_mib) MiB"
 	row "audit: relabel / floor" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.floor.wall)"), CPU $(ratio "$(get audit.relabel.cpu)" "$(get audit.floor.cpu)"); load average $(get audit.load)"
+	row "audit: the same requests as relabel, bytes discarded ($(get audit.split.lists) lists)" "$(get audit.split.wall) s, $(get audit.split.cpu) s CPU, $(get audit.split.rss_mib) MiB"
+	row "audit: relabel / the same requests" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.split.wall)"), CPU $(ratio "$(get audit.relabel.cpu)" "$(get audit.split.cpu)")"
 	row "audit: decoding one page of 500 Deployments (BenchmarkDecodeList, CPU)" "$(awk -v n="$(get decode.decodeList)" 'BEGIN { printf "%.1f", n / 1e6 }') ms; json.Valid over the same bytes $(awk -v n="$(get decode.floor=json.Valid)" 'BEGIN { printf "%.1f", n / 1e6 }') ms; ratio $(ratio "$(get decode.decodeList)" "$(get decode.floor=json.Valid)")"
 	row "audit: \`kubectl get … -A -o json\`" "$(get audit.kubectl.wall) s, $(get audit.kubectl.rss_mib) MiB"
 	row "audit: relabel / kubectl" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.kubectl.wall)"), peak RSS $(ratio "$(get audit.relabel.rss_mib)" "$(get audit.kubectl.rss_mib)")"
