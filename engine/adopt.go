@@ -141,6 +141,7 @@ func (om objectMigration) runAdopt(ctx context.Context) error {
 			}
 
 		case DeleteOrphans:
+			om.window.grow()
 			om.report(it, om.start, StepReady, "")
 			if err := om.deleteOrphans(ctx, original); err != nil {
 				return err

@@ -81,9 +81,13 @@ type Options struct {
 	TempSuffix string
 	// Timeout bounds each wait for readiness of one object.
 	Timeout time.Duration
-	// Concurrency is how many objects migrate at once.
-	Concurrency int
-	DryRun      DryRun
+	// Concurrency is how many objects migrate at once; with MaxConcurrency
+	// above it, how many at first: the window then opens by one for each copy
+	// that becomes ready, up to MaxConcurrency, and halves when a copy is
+	// rolled back or the API server answers 429 (see window).
+	Concurrency    int
+	MaxConcurrency int
+	DryRun         DryRun
 	// MaxRetries bounds retries of transient errors per object.
 	MaxRetries int
 }
@@ -193,8 +197,9 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 	if maxRetries == 0 {
 		maxRetries = 5
 	}
+	win := newWindow(m.Concurrency, m.MaxConcurrency)
 	var wg sync.WaitGroup
-	for range max(m.Concurrency, 1) {
+	for range min(max(m.Concurrency, m.MaxConcurrency, 1), len(todo)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -202,6 +207,10 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 				i, quit := queue.Get()
 				if quit {
 					return
+				}
+				if win.acquire(ctx) != nil {
+					queue.Done(i) // interrupted before it started
+					continue
 				}
 				mu.Lock()
 				if started[i].IsZero() {
@@ -213,6 +222,7 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 					if err := m.GitOps.Acquire(ctx, todo[i]); err != nil {
 						queue.Forget(i)
 						finish(i, Result{Item: todo[i], Outcome: Failed, Duration: time.Since(start), Message: err.Error()})
+						win.release()
 						queue.Done(i)
 						continue
 					}
@@ -220,7 +230,7 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 					paused[i] = true
 					mu.Unlock()
 				}
-				om := objectMigration{Migrator: m, watch: w, item: todo[i], start: start, reads: newReads()}
+				om := objectMigration{Migrator: m, watch: w, item: todo[i], start: start, reads: newReads(), window: win}
 				run := om.run
 				if om.item.Strategy == rules.Adopt {
 					run = om.runAdopt
@@ -234,11 +244,15 @@ func (m *Migrator) Run(ctx context.Context, items []Item) ([]Result, error) {
 					finish(i, Result{Item: todo[i], Outcome: Interrupted, Duration: time.Since(start), Message: interruption(ctx, err)})
 				case retriable(err) && queue.NumRequeues(i) < maxRetries:
 					klog.V(2).InfoS("retrying", "object", todo[i].Key(), "err", err)
+					if apierrors.IsTooManyRequests(err) {
+						win.shrink()
+					}
 					queue.AddRateLimited(i)
 				default:
 					queue.Forget(i)
 					finish(i, Result{Item: todo[i], Outcome: Failed, Duration: time.Since(start), Message: err.Error()})
 				}
+				win.release()
 				queue.Done(i)
 			}
 		}()

@@ -26,6 +26,8 @@ type objectMigration struct {
 	item  Item
 	start time.Time
 	reads *reads
+	// window is what this object holds a slot of; it opens as copies become ready.
+	window *window
 }
 
 func (om objectMigration) client() dynamic.ResourceInterface {
@@ -220,6 +222,7 @@ func (om objectMigration) run(ctx context.Context) error {
 				return errorf(it, "%s; rolling back also failed: %w", d.Reason, err)
 			}
 			mem.rolledBack, mem.copyGaveUp = true, d.Reason
+			om.window.shrink() // no room for the copy, or the cluster lags: fewer at once
 			om.report(it, om.start, StepRolledBack, d.Reason)
 			om.event(st.original, "RolledBack", "relabel deleted its copy %s and left %s as it was: %s", st.temp.GetName(), it.Name, d.Reason)
 
@@ -236,6 +239,7 @@ func (om objectMigration) run(ctx context.Context) error {
 			if _, err := om.Backups.Write(kind, original); err != nil {
 				return err
 			}
+			om.window.grow()
 			om.report(it, om.start, StepCopyReady, st.temp.GetName())
 			// Admission may have changed while the copy rolled out; once the
 			// original is deleted a refusal would leave only the copy serving.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,13 +19,16 @@ import (
 	workload "relabel.dev/relabel/unstructured"
 )
 
-// defaultConcurrency migrates 50 objects at once: the cluster's controllers,
-// not relabel, bound a migration (two rollouts per object), and they work
-// on many objects at once. Each copy adds its original's pods until the
-// original is gone: a cluster without room for that many gets copies that
-// do not become ready, which are rolled back with the original untouched;
-// --concurrency lowers it.
-const defaultConcurrency = 50
+// --concurrency auto starts with autoConcurrency objects at once: the
+// cluster's controllers, not relabel, bound a migration (two rollouts per
+// object), and they work on many objects at once. Each copy that becomes
+// ready shows the cluster had room for its pods and kept up, and lets one
+// more object start, up to maxAutoConcurrency; a copy rolled back (its pods
+// found no room in time) or a 429 halves the window. --concurrency N fixes it.
+const (
+	autoConcurrency    = 50
+	maxAutoConcurrency = 400
+)
 
 func migrateFlags() []cli.Flag {
 	return append(connectionFlags(true),
@@ -34,7 +38,7 @@ func migrateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "strategy", Value: string(rules.StrategyAuto), Usage: "auto (per object: adopt for StatefulSets and DaemonSets, temp-copy otherwise), temp-copy or adopt"},
 		&cli.Int64Flag{Name: "max-surge-pods", Usage: "with --strategy auto, adopt instead of copying objects whose copy would add more pods than this (0: no bound)"},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for one object's copy or new object to become ready; on expiry the copy is rolled back"},
-		&cli.IntFlag{Name: "concurrency", Value: defaultConcurrency, Usage: "objects migrated at once"},
+		&cli.StringFlag{Name: "concurrency", Value: "auto", Usage: "objects migrated at once: N, or auto (50 at first, one more for each copy that becomes ready, up to 400; halved when a copy is rolled back)"},
 		&cli.StringFlag{Name: "backup-dir", Value: defaultBackupDir(), Usage: "where manifests are saved before any write"},
 		&cli.StringFlag{Name: "temp-suffix", Value: "-temp", Usage: "suffix of the temporary copy's name"},
 		&cli.StringFlag{Name: "dry-run", Usage: "client: print the plan only; server: also let the API server validate the copies and new objects"},
@@ -76,13 +80,15 @@ type MigrateConfig struct {
 	MaxSurgePods int64
 	Timeout      time.Duration
 	Concurrency  int
-	BackupDir    string
-	TempSuffix   string
-	DryRun       engine.DryRun
-	Yes          bool
-	IncludeOwned bool
-	Output       string
-	Rules        *rules.File
+	// MaxConcurrency is what the window may open to (auto); Concurrency when fixed.
+	MaxConcurrency int
+	BackupDir      string
+	TempSuffix     string
+	DryRun         engine.DryRun
+	Yes            bool
+	IncludeOwned   bool
+	Output         string
+	Rules          *rules.File
 	// PauseGitOps pauses each object's GitOps owners while it migrates.
 	PauseGitOps     bool
 	ArgoCDNamespace string
@@ -119,7 +125,7 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 	}
 	cfg := MigrateConfig{
 		Several: contexts.Several(), MultiCluster: c.Bool("multi-cluster"), KeepGoing: c.Bool("keep-going"), Label: label, GVRs: c.StringSlice("gvr"), Selector: selector,
-		Timeout: c.Duration("timeout"), Concurrency: c.Int("concurrency"), BackupDir: c.String("backup-dir"),
+		Timeout: c.Duration("timeout"), BackupDir: c.String("backup-dir"),
 		TempSuffix: c.String("temp-suffix"), Yes: c.Bool("yes"), IncludeOwned: c.Bool("include-owned"), Rules: file,
 		PauseGitOps: c.Bool("pause-gitops"), ArgoCDNamespace: c.String("argocd-namespace"),
 	}
@@ -143,8 +149,8 @@ func migrateConfigFrom(c *cli.Context) (MigrateConfig, error) {
 	if cfg.Timeout <= 0 {
 		return cfg, usageErrorf("--timeout must be positive")
 	}
-	if cfg.Concurrency < 1 {
-		return cfg, usageErrorf("--concurrency must be at least 1")
+	if cfg.Concurrency, cfg.MaxConcurrency, err = parseConcurrency(c.String("concurrency")); err != nil {
+		return cfg, err
 	}
 	if cfg.BackupDir == "" {
 		return cfg, usageErrorf("--backup-dir must not be empty")
@@ -245,7 +251,7 @@ func (cm *clusterMigration) run(ctx context.Context, cfg MigrateConfig, stderr i
 			progress.print(pr)
 		},
 		Options: engine.Options{
-			TempSuffix: cfg.TempSuffix, Timeout: cfg.Timeout, Concurrency: cfg.Concurrency,
+			TempSuffix: cfg.TempSuffix, Timeout: cfg.Timeout, Concurrency: cfg.Concurrency, MaxConcurrency: cfg.MaxConcurrency,
 			DryRun: cfg.DryRun,
 		},
 	}
@@ -346,4 +352,16 @@ func migrateClusters(c *cli.Context, cfg MigrateConfig) error {
 		return err
 	}
 	return worstOutcome(outcomes)
+}
+
+// parseConcurrency reads --concurrency: auto, or a fixed number of objects.
+func parseConcurrency(v string) (start, limit int, err error) {
+	if v == "auto" {
+		return autoConcurrency, maxAutoConcurrency, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, 0, usageErrorf("--concurrency %q: want auto or a number of objects, at least 1", v)
+	}
+	return n, n, nil
 }
