@@ -11,6 +11,11 @@ import (
 	"relabel.dev/relabel/rules"
 )
 
+// NamespaceListPermission lets audit list a large kind a namespace at a
+// time (Auditor.Audit); without it the kind is read in one list. Only a
+// ClusterRole can grant it.
+var NamespaceListPermission = Permission{Resource: "namespaces", Verb: "list"}
+
 // AuditRolePermissions lists what auditing the kinds needs, in every namespace.
 func AuditRolePermissions(kinds []rules.Kind) []Permission {
 	var out []Permission

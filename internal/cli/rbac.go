@@ -149,6 +149,9 @@ func RBACManifests(cfg RBACConfig) ([]byte, error) {
 			perms = append(perms, engine.GitOpsRolePermissions()...)
 		}
 	}
+	if cfg.Namespace == "" {
+		perms = append(perms, engine.NamespaceListPermission)
+	}
 	where := "in every namespace"
 	if cfg.Namespace != "" {
 		where = "in namespace " + cfg.Namespace
