@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +14,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
+	"relabel.dev/relabel/engine"
 	"relabel.dev/relabel/internal/cli"
 	"relabel.dev/relabel/internal/testcluster"
+	"relabel.dev/relabel/rules"
+	workload "relabel.dev/relabel/unstructured"
 )
 
 func TestKindsFindsWorkloads(t *testing.T) {
@@ -292,4 +297,64 @@ func TestAudit(t *testing.T) {
 			t.Errorf("%d objects for -l 'app in (bare,db)', want 2", report.Summary.Objects)
 		}
 	})
+}
+
+// TestAuditNamespaceAtATime audits Deployments in every namespace of the
+// real API server twice, in one list and a namespace at a time (the
+// thresholds lowered so that a few objects suffice), and checks that both
+// find the same objects and that the second did list each namespace, from
+// the API server's audit log.
+func TestAuditNamespaceAtATime(t *testing.T) {
+	c := testcluster.Get(t)
+	var namespaces []string
+	for range 3 {
+		ns := c.Namespace(t)
+		namespaces = append(namespaces, ns)
+		c.ApplyYAML(t, ns, []byte(auditObjects))
+	}
+	kind, ok := rules.Builtin(schema.GroupKind{Group: "apps", Kind: "Deployment"})
+	if !ok {
+		t.Fatal("no built-in Deployment")
+	}
+	raw, err := engine.NewRawClient(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := func(found []engine.Finding) []engine.Finding {
+		var out []engine.Finding
+		for _, f := range found {
+			if slices.Contains(namespaces, f.Namespace) {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	label := workload.Label{Key: "stage", Value: "prod"}
+	scope := engine.Scope{Kinds: []rules.Kind{kind}}
+	whole, err := engine.Auditor{Dynamic: c.Dynamic, REST: raw, PageSize: 2}.Audit(context.Background(), scope, label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	split, err := engine.Auditor{Dynamic: c.Dynamic, REST: raw, PageSize: 2, SplitMinimum: 2, ObjectsPerNamespace: -1}.Audit(context.Background(), scope, label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, got := ours(whole), ours(split); len(want) != 3*strings.Count(auditObjects, "kind: Deployment") || !reflect.DeepEqual(got, want) {
+		t.Fatalf("a namespace at a time found\n%+v\nin one list\n%+v", got, want)
+	}
+	if c.AuditLog == "" {
+		return
+	}
+	listed := map[string]bool{}
+	for _, e := range auditEventsSince(t, c, t0) {
+		if e.Verb == "list" && e.ObjectRef.Resource == "deployments" {
+			listed[e.ObjectRef.Namespace] = true
+		}
+	}
+	for _, ns := range namespaces {
+		if !listed[ns] {
+			t.Errorf("Deployments in %s were not listed in that namespace (listed in %v)", ns, listed)
+		}
+	}
 }

@@ -59,6 +59,10 @@ type Auditor struct {
 	// SplitMinimum is the size from which a kind listed in every namespace
 	// is listed a namespace at a time; splitMinimum when zero.
 	SplitMinimum int64
+	// ObjectsPerNamespace is the fewest objects per namespace, on average,
+	// for which that is worth a request each; minObjectsPerNamespace when
+	// zero, none when negative.
+	ObjectsPerNamespace int64
 }
 
 // A kind's pages come one after another: each needs the previous one's
@@ -174,7 +178,11 @@ func (r *auditRun) split(ctx context.Context, kind rules.Kind, first listMeta) (
 		klog.V(2).InfoS("listing in one list: the namespaces are not listed", "gvr", kind.GVRString(), "err", err)
 		return nil, false
 	}
-	if objects := *first.RemainingItemCount + 1; int64(len(names))*minObjectsPerNamespace > objects {
+	perNamespace := r.ObjectsPerNamespace
+	if perNamespace == 0 {
+		perNamespace = minObjectsPerNamespace
+	}
+	if objects := *first.RemainingItemCount + 1; int64(len(names))*max(perNamespace, 0) > objects {
 		klog.V(4).InfoS("listing in one list: too few objects per namespace", "gvr", kind.GVRString(), "objects", objects, "namespaces", len(names))
 		return nil, false
 	}
