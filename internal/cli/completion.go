@@ -109,6 +109,8 @@ func flagValues(f cli.DocGenerationFlag) []string {
 		return []string{string(rules.StrategyAuto), string(rules.TempCopy), string(rules.Adopt)}
 	case "dry-run":
 		return []string{"client", "server"}
+	case "concurrency":
+		return []string{"auto"}
 	}
 	return nil
 }
