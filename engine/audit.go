@@ -137,11 +137,11 @@ func (r *auditRun) kind(ctx context.Context, kind rules.Kind) error {
 	if kind.Namespaced && ns == "" && r.scope.Selector == "" {
 		// A one-item page says how many objects there are.
 		var probed []Finding
-		meta, err := r.page(ctx, kind, "", 1, "", r.collect(kind, &probed))
+		meta, err := r.page(ctx, kind, Scope{Selector: r.scope.Selector}, auditKeep(kind), 1, "", r.collect(kind, &probed))
 		if err != nil {
 			return err
 		}
-		if names, ok := r.split(ctx, kind, meta); ok {
+		if names, ok := r.split(kind, meta); ok {
 			for _, ns := range names {
 				r.group.Go(func() error {
 					if err := r.acquire(ctx); err != nil {
@@ -165,7 +165,7 @@ func (r *auditRun) kind(ctx context.Context, kind rules.Kind) error {
 // split returns the namespaces to list kind in one at a time, if its first
 // page says it is large enough for that. Namespaces that cannot be listed
 // (no permission) leave it in one list.
-func (r *auditRun) split(ctx context.Context, kind rules.Kind, first listMeta) ([]string, bool) {
+func (r *auditRun) split(kind rules.Kind, first listMeta) ([]string, bool) {
 	minimum := r.SplitMinimum
 	if minimum <= 0 {
 		minimum = splitMinimum
@@ -187,42 +187,17 @@ func (r *auditRun) split(ctx context.Context, kind rules.Kind, first listMeta) (
 		return nil, false
 	}
 	klog.V(4).InfoS("listing a namespace at a time", "gvr", kind.GVRString(), "namespaces", len(names))
-	return names, ctx.Err() == nil
+	return names, true
 }
 
 // listFrom pages through kind in namespace ("" for all), from the page after
-// cont, or from the first one.
+// cont, or from the first one, keeping each page's findings.
 func (r *auditRun) listFrom(ctx context.Context, kind rules.Kind, namespace, cont string) error {
-	pageSize := r.PageSize
-	if pageSize == 0 {
-		pageSize = 500
-	}
 	var local []Finding
-	visit := r.collect(kind, &local)
-	pages := 0
-	for {
-		meta, err := r.page(ctx, kind, namespace, pageSize, cont, visit)
+	return r.pages(ctx, kind, Scope{Namespace: namespace, Selector: r.scope.Selector}, auditKeep(kind), cont, r.collect(kind, &local), func() {
 		r.keep(local)
 		local = local[:0]
-		if err != nil {
-			return err
-		}
-		pages++
-		if cont = meta.Continue; cont == "" {
-			break
-		}
-	}
-	klog.V(4).InfoS("listed", "gvr", kind.GVRString(), "namespace", namespace, "pages", pages)
-	return nil
-}
-
-// page reads one page of kind's list, through REST when set.
-func (r *auditRun) page(ctx context.Context, kind rules.Kind, namespace string, limit int64, cont string, visit func(*unstructured.Unstructured) error) (listMeta, error) {
-	scope := Scope{Namespace: namespace, Selector: r.scope.Selector}
-	if r.REST != nil {
-		return r.pageRaw(ctx, kind, scope, auditKeep(kind), limit, cont, visit)
-	}
-	return r.pageDynamic(ctx, kind, scope, limit, cont, visit)
+	})
 }
 
 // collect is a visit that appends the findings of kind's objects to out.
@@ -258,26 +233,11 @@ func (r *auditRun) release() { <-r.slots }
 func (a Auditor) namespaceNames(ctx context.Context) ([]string, error) {
 	kind := rules.Kind{Version: "v1", Resource: "namespaces", Kind: "Namespace"}
 	var names []string
-	visit := func(obj *unstructured.Unstructured) error {
+	err := a.pages(ctx, kind, Scope{}, keep{"metadata": keep{"name": nil}}, "", func(obj *unstructured.Unstructured) error {
 		names = append(names, obj.GetName())
 		return nil
-	}
-	cont := ""
-	for {
-		var meta listMeta
-		var err error
-		if a.REST != nil {
-			meta, err = a.pageRaw(ctx, kind, Scope{}, keep{"metadata": keep{"name": nil}}, 500, cont, visit)
-		} else {
-			meta, err = a.pageDynamic(ctx, kind, Scope{}, 500, cont, visit)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if cont = meta.Continue; cont == "" {
-			return names, nil
-		}
-	}
+	}, nil)
+	return names, err
 }
 
 // finding is what audit reports of obj; false for relabel's own copies.
@@ -306,15 +266,27 @@ func selectorString(obj *unstructured.Unstructured, kind rules.Kind) string {
 	return selector.String()
 }
 
-// list pages through one kind, calling visit for each object.
+// list pages through one kind, calling visit for each object, always
+// through the dynamic client (Plan reads objects whole).
 func (a Auditor) list(ctx context.Context, kind rules.Kind, scope Scope, visit func(*unstructured.Unstructured) error) error {
+	a.REST = nil
+	return a.pages(ctx, kind, scope, nil, "", visit, nil)
+}
+
+// pages reads kind's list in scope page after page, from the page after
+// cont or from the first one; done, when set, is called after each page, a
+// failed one too.
+func (a Auditor) pages(ctx context.Context, kind rules.Kind, scope Scope, k keep, cont string, visit func(*unstructured.Unstructured) error, done func()) error {
 	pageSize := a.PageSize
 	if pageSize == 0 {
 		pageSize = 500
 	}
-	cont, pages := "", 0
+	pages := 0
 	for {
-		meta, err := a.pageDynamic(ctx, kind, scope, pageSize, cont, visit)
+		meta, err := a.page(ctx, kind, scope, k, pageSize, cont, visit)
+		if done != nil {
+			done()
+		}
 		if err != nil {
 			return err
 		}
@@ -323,8 +295,17 @@ func (a Auditor) list(ctx context.Context, kind rules.Kind, scope Scope, visit f
 			break
 		}
 	}
-	klog.V(4).InfoS("listed", "gvr", kind.GVRString(), "pages", pages)
+	klog.V(4).InfoS("listed", "gvr", kind.GVRString(), "namespace", scope.Namespace, "pages", pages)
 	return nil
+}
+
+// page reads one page of kind's list: through REST when set, each item
+// decoded only as far as k says, else through the dynamic client.
+func (a Auditor) page(ctx context.Context, kind rules.Kind, scope Scope, k keep, limit int64, cont string, visit func(*unstructured.Unstructured) error) (listMeta, error) {
+	if a.REST != nil {
+		return a.pageRaw(ctx, kind, scope, k, limit, cont, visit)
+	}
+	return a.pageDynamic(ctx, kind, scope, limit, cont, visit)
 }
 
 // pageDynamic reads one page of kind's list through the dynamic client.

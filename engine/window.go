@@ -83,13 +83,6 @@ func (w *window) shrink() {
 	w.mu.Unlock()
 }
 
-// current is the window's size now.
-func (w *window) current() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.size
-}
-
 // wake tells waiters to look again; w.mu is held.
 func (w *window) wake() {
 	close(w.changed)

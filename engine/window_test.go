@@ -29,7 +29,7 @@ func TestWindowFixedNeverMoves(t *testing.T) {
 	w := newWindow(20, 20)
 	w.grow()
 	w.shrink()
-	if got := w.current(); got != 20 {
+	if got := w.size; got != 20 {
 		t.Errorf("a fixed window of 20 is %d after grow and shrink", got)
 	}
 	var nilWindow *window
