@@ -280,11 +280,11 @@ func TestHarnessDeploymentBecomesAvailable(t *testing.T) {
 			},
 		},
 	}
-	if _, err := clients.Kube.AppsV1().Deployments(clients.Namespace).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+	if _, err := c.Kube.AppsV1().Deployments(clients.Namespace).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testcluster.Eventually(t, time.Minute, "deployment hello Available", func(ctx context.Context) (bool, error) {
-		got, err := clients.Kube.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
+		got, err := c.Kube.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
@@ -295,7 +295,7 @@ func TestHarnessDeploymentBecomesAvailable(t *testing.T) {
 		}
 		return false, nil
 	})
-	pods, err := clients.Kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=hello"})
+	pods, err := c.Kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=hello"})
 	if err != nil {
 		t.Fatal(err)
 	}

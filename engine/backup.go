@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/json"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"relabel.dev/relabel/rules"
@@ -92,9 +92,9 @@ var ClusterIdentityPermission = Permission{Resource: "namespaces", Verb: "get", 
 // host instead, with Fallback saying why: stable too, but another id than
 // the UID for the same cluster. Any other error is returned: an id chosen on
 // a transient error would hide the adopt markers of an interrupted run.
-func IdentifyCluster(ctx context.Context, kube kubernetes.Interface, server, kubeContext string) (ClusterID, error) {
+func IdentifyCluster(ctx context.Context, namespaces corev1client.NamespacesGetter, server, kubeContext string) (ClusterID, error) {
 	id := ClusterID{Server: server, Context: kubeContext}
-	ns, err := kube.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	ns, err := namespaces.Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
 	switch {
 	case err == nil && ns.UID != "":
 		id.ID, id.Source = safeSegment(string(ns.UID)), ClusterIDKubeSystem

@@ -156,7 +156,7 @@ func TestIdentifyCluster(t *testing.T) {
 			if tc.err != nil {
 				kube.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tc.err })
 			}
-			id, err := IdentifyCluster(context.Background(), kube, "https://API.example.com:6443", "prod")
+			id, err := IdentifyCluster(context.Background(), kube.CoreV1(), "https://API.example.com:6443", "prod")
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("error %v, want one: %v", err, tc.wantErr)
 			}

@@ -19,7 +19,7 @@ import (
 // named by the cluster's id, read once per run and context. A fallback to
 // the API server's host is said on stderr.
 func clusterBackups(ctx context.Context, clients *Clients, dir string, stderr io.Writer) (engine.Backups, error) {
-	id, err := engine.IdentifyCluster(ctx, clients.Kube, clients.Host, clients.Context)
+	id, err := engine.IdentifyCluster(ctx, clients.Kube.CoreV1(), clients.Host, clients.Context)
 	if err != nil {
 		return engine.Backups{}, err
 	}

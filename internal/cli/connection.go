@@ -10,10 +10,13 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
+	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 )
 
@@ -162,10 +165,10 @@ type Clients struct {
 	Config    *rest.Config
 	Dynamic   dynamic.Interface
 	Discovery discovery.DiscoveryInterface
-	Kube      kubernetes.Interface
+	Kube      *Kube
 	// Lock renews the Leases, with a rate limit of its own: a migration
 	// that uses all of Kube's must not delay a renewal past the lease.
-	Lock kubernetes.Interface
+	Lock *Kube
 	// Namespace is the namespace to work in; empty means all.
 	Namespace string
 	// Host names the cluster in messages.
@@ -213,13 +216,59 @@ func (conn Connection) Connect() (*Clients, error) {
 	if clients.Discovery, err = discovery.NewDiscoveryClientForConfig(config); err != nil {
 		return nil, fmt.Errorf("building the discovery client for %s: %w", config.Host, err)
 	}
-	if clients.Kube, err = kubernetes.NewForConfig(config); err != nil {
+	if clients.Kube, err = newKube(config); err != nil {
 		return nil, fmt.Errorf("building the client for %s: %w", config.Host, err)
 	}
 	lockConfig := rest.CopyConfig(config)
 	lockConfig.QPS, lockConfig.Burst, lockConfig.RateLimiter = lockQPS, lockBurst, nil
-	if clients.Lock, err = kubernetes.NewForConfig(lockConfig); err != nil {
+	if clients.Lock, err = newKube(lockConfig); err != nil {
 		return nil, fmt.Errorf("building the lock client for %s: %w", config.Host, err)
 	}
 	return clients, nil
+}
+
+// Kube holds the three typed API groups relabel calls, not the whole
+// clientset: every group of that links its clients into the binary, and a
+// run maps their pages (about a third of the binary) for nothing.
+type Kube struct {
+	core          corev1client.CoreV1Interface
+	coordination  coordinationv1client.CoordinationV1Interface
+	authorization authorizationv1client.AuthorizationV1Interface
+}
+
+// newKube shares one HTTP client, and so one rate limiter, between the groups,
+// as kubernetes.NewForConfig does.
+func newKube(config *rest.Config) (*Kube, error) {
+	config = rest.CopyConfig(config)
+	if config.RateLimiter == nil && config.QPS > 0 {
+		if config.Burst <= 0 {
+			return nil, fmt.Errorf("--burst must be positive when --qps is")
+		}
+		config.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(config.QPS, config.Burst)
+	}
+	httpClient, err := rest.HTTPClientFor(config)
+	if err != nil {
+		return nil, err
+	}
+	k := &Kube{}
+	if k.core, err = corev1client.NewForConfigAndClient(config, httpClient); err != nil {
+		return nil, err
+	}
+	if k.coordination, err = coordinationv1client.NewForConfigAndClient(config, httpClient); err != nil {
+		return nil, err
+	}
+	if k.authorization, err = authorizationv1client.NewForConfigAndClient(config, httpClient); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *Kube) CoreV1() corev1client.CoreV1Interface { return k.core }
+
+func (k *Kube) CoordinationV1() coordinationv1client.CoordinationV1Interface {
+	return k.coordination
+}
+
+func (k *Kube) AuthorizationV1() authorizationv1client.AuthorizationV1Interface {
+	return k.authorization
 }
