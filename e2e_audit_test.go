@@ -232,7 +232,7 @@ func TestAudit(t *testing.T) {
 		t.Helper()
 		got := map[string][3]string{}
 		for _, f := range report.Items {
-			got[f.Kind+"/"+f.Name] = [3]string{string(f.Selector), string(f.Template), string(f.Metadata)}
+			got[f.Kind+"/"+f.Name] = [3]string{f.Selector.String(), f.Template.String(), f.Metadata.String()}
 			if f.Namespace != ns {
 				t.Errorf("%s/%s from namespace %s, want %s", f.Kind, f.Name, f.Namespace, ns)
 			}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -376,5 +377,13 @@ func TestAuditSplitsLargeKindsByNamespace(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// An audit keeps a Finding per object; 55,000 of them are 6.3 MiB at this
+// size, 8.8 MiB with Presence as strings.
+func TestFindingStaysSmall(t *testing.T) {
+	if size := unsafe.Sizeof(Finding{}); size > 120 {
+		t.Errorf("a Finding is %d bytes, want at most 120", size)
 	}
 }

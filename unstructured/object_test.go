@@ -1,6 +1,7 @@
 package unstructured
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
 	"reflect"
@@ -113,6 +114,29 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Complete() = %v for %+v", got.Complete(), got)
 			}
 		})
+	}
+}
+
+// A Report is written as names, and read back from them, whatever its size
+// in memory.
+func TestReportJSON(t *testing.T) {
+	r := Report{Selector: Missing, Template: Present, Metadata: Different}
+	out, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"selector":"missing","template":"present","metadata":"different"}`; string(out) != want {
+		t.Errorf("Marshal = %s, want %s", out, want)
+	}
+	var back Report
+	if err := json.Unmarshal(out, &back); err != nil || back != r {
+		t.Errorf("Unmarshal = %+v, %v; want %+v", back, err, r)
+	}
+	if err := json.Unmarshal([]byte(`{"selector":"maybe"}`), &back); err == nil || !strings.Contains(err.Error(), `"maybe"`) {
+		t.Errorf("Unmarshal of an unknown presence: %v, want an error naming it", err)
+	}
+	if _, err := json.Marshal(Report{Selector: 9}); err == nil {
+		t.Error("Marshal of an unknown presence: no error")
 	}
 }
 

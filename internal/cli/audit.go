@@ -302,7 +302,7 @@ func printAuditTable(w, stderr io.Writer, r AuditReport, wide bool) error {
 	}
 	t := newTable(w, headers...)
 	for _, f := range r.Items {
-		cells := []string{f.Kind, f.Name, string(f.Selector), string(f.Template), string(f.Metadata)}
+		cells := []string{f.Kind, f.Name, f.Selector.String(), f.Template.String(), f.Metadata.String()}
 		if wide {
 			cells = append(cells, f.Owner, f.ManagedBy, f.LabelSelector)
 		} else if f.ManagedBy != "" {
