@@ -30,9 +30,10 @@ bash bench/migrate.sh >&2
 bash bench/kubectl-loop.sh >&2
 # What the informers keep, and the audit's decoder against json.Valid: Go
 # benchmarks, no cluster.
-log "go benchmarks: BenchmarkWatchedMemory, BenchmarkDecodeList"
-go test -run '^$' -bench 'BenchmarkWatchedMemory|BenchmarkDecodeList' -benchtime 1x -count 1 ./engine >"$BENCH_RESULTS/gobench.txt"
+log "go benchmarks: BenchmarkWatchedMemory, BenchmarkDecodeList, BenchmarkAuditHeap"
+go test -run '^$' -bench 'BenchmarkWatchedMemory|BenchmarkDecodeList|BenchmarkAuditHeap' -benchtime 1x -count 1 ./engine >"$BENCH_RESULTS/gobench.txt"
 awk '/^BenchmarkWatchedMemory\/planned=/ { split($1, a, "="); sub(/-[0-9]+$/, "", a[2]); for (i = 2; i < NF; i++) if ($(i + 1) == "MiB/1000objects") print "memory.planned." a[2] "\t" $i }
+	/^BenchmarkAuditHeap/ { for (i = 2; i < NF; i++) { if ($(i + 1) == "heap-B/finding") print "audit.heap.finding\t" $i; if ($(i + 1) == "struct-B") print "audit.heap.struct\t" $i } }
 	/^BenchmarkDecodeList\// { n = $1; sub(/^BenchmarkDecodeList\//, "", n); sub(/-[0-9]+$/, "", n); for (i = 2; i < NF; i++) if ($(i + 1) == "cpu-ns/op") print "decode." n "\t" $i }' \
 	"$BENCH_RESULTS/gobench.txt" >>"$BENCH_RESULTS/results.tsv"
 
@@ -73,6 +74,7 @@ table() {
 	row "audit: the same requests as relabel, bytes discarded ($(get audit.split.lists) lists)" "$(get audit.split.wall) s, $(get audit.split.cpu) s CPU, $(get audit.split.rss_mib) MiB"
 	row "audit: relabel / the same requests" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.split.wall)"), CPU $(ratio "$(get audit.relabel.cpu)" "$(get audit.split.cpu)")"
 	row "audit: decoding one page of 500 Deployments (BenchmarkDecodeList, CPU)" "$(awk -v n="$(get decode.decodeList)" 'BEGIN { printf "%.1f", n / 1e6 }') ms; json.Valid over the same bytes $(awk -v n="$(get decode.floor=json.Valid)" 'BEGIN { printf "%.1f", n / 1e6 }') ms; ratio $(ratio "$(get decode.decodeList)" "$(get decode.floor=json.Valid)")"
+	row "audit: heap held per object until the report is written (BenchmarkAuditHeap, 10,000 Deployments)" "$(get audit.heap.finding) bytes, of which the finding itself $(get audit.heap.struct); the rest its name, its selector and the slice's headroom"
 	row "audit: \`kubectl get … -A -o json\`" "$(get audit.kubectl.wall) s, $(get audit.kubectl.rss_mib) MiB"
 	row "audit: relabel / kubectl" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.kubectl.wall)"), peak RSS $(ratio "$(get audit.relabel.rss_mib)" "$(get audit.kubectl.rss_mib)")"
 	local n mode wall runs flags ready=""

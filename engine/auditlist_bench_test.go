@@ -2,15 +2,23 @@ package engine
 
 import (
 	"bytes"
+	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"testing"
+	"unsafe"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 
 	"relabel.dev/relabel/rules"
+	workload "relabel.dev/relabel/unstructured"
 )
 
 // benchDeployment is a Deployment as the API server lists it, about 6 KB of
@@ -159,4 +167,76 @@ func BenchmarkDecodeList(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkAuditHeap audits 10,000 Deployments in 20 namespaces, served
+// gzipped over HTTP/2 as the API server serves them, and reports the heap
+// the findings hold once the pages are gone: what a large audit keeps per
+// object until it writes its report.
+func BenchmarkAuditHeap(b *testing.B) {
+	const namespaces, perNamespace = 20, 500
+	items := make([]any, perNamespace)
+	for i := range items {
+		items[i] = benchDeployment(i)
+	}
+	gzipped := func(v any) []byte {
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		if err := json.NewEncoder(w).Encode(v); err != nil {
+			b.Fatal(err)
+		}
+		w.Close()
+		return buf.Bytes()
+	}
+	page := gzipped(map[string]any{"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": map[string]any{"resourceVersion": "1"}, "items": items})
+	probe := gzipped(map[string]any{"kind": "DeploymentList", "apiVersion": "apps/v1",
+		"metadata": map[string]any{"resourceVersion": "1", "continue": "c", "remainingItemCount": namespaces*perNamespace - 1}, "items": items[:1]})
+	var names []any
+	for i := range namespaces {
+		names = append(names, map[string]any{"metadata": map[string]any{"name": fmt.Sprintf("shop-%03d", i)}})
+	}
+	nsList := gzipped(map[string]any{"kind": "NamespaceList", "apiVersion": "v1", "metadata": map[string]any{}, "items": names})
+	items = nil
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		switch {
+		case r.URL.Path == "/api/v1/namespaces":
+			w.Write(nsList)
+		case r.URL.Query().Get("limit") == "1":
+			w.Write(probe)
+		default:
+			w.Write(page)
+		}
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	raw, err := NewRawClient(&rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kind, _ := rules.Builtin(schema.GroupKind{Group: "apps", Kind: "Deployment"})
+	label, err := workload.ParseLabel("stage=production", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var held float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.GC() // and what sync.Pools kept through the first
+		runtime.ReadMemStats(&before)
+		findings, err := Auditor{REST: raw}.Audit(context.Background(), Scope{Kinds: []rules.Kind{kind}}, label)
+		if err != nil || len(findings) != namespaces*perNamespace {
+			b.Fatal(len(findings), err)
+		}
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		held = float64(after.HeapAlloc-before.HeapAlloc) / float64(len(findings))
+		runtime.KeepAlive(findings)
+	}
+	b.ReportMetric(held, "heap-B/finding")
+	b.ReportMetric(float64(unsafe.Sizeof(Finding{})), "struct-B")
 }
