@@ -6,6 +6,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -145,6 +146,9 @@ func (r *auditRun) kind(ctx context.Context, kind rules.Kind) error {
 		if err != nil {
 			return err
 		}
+		if meta.RemainingItemCount != nil {
+			r.reserve(*meta.RemainingItemCount + 1)
+		}
 		if names, ok := r.split(kind, meta); ok {
 			for _, ns := range names {
 				r.group.Go(func() error {
@@ -219,6 +223,16 @@ func (r *auditRun) collect(kind rules.Kind, out *[]Finding) func(*unstructured.U
 		}
 		return err
 	}
+}
+
+// reserve makes room for n more findings, so that the slice of a large
+// audit is not copied as it grows: each copy would hold the old and the new
+// array at once. n is the API server's count, bounded in case it is wrong.
+func (r *auditRun) reserve(n int64) {
+	const most = 1 << 20
+	r.mu.Lock()
+	r.findings = slices.Grow(r.findings, int(min(max(n, 0), most)))
+	r.mu.Unlock()
 }
 
 func (r *auditRun) keep(found []Finding) {
