@@ -129,6 +129,8 @@ type auditRun struct {
 
 	mu       sync.Mutex
 	findings []Finding
+	// reserved is how many findings the kinds' counts announced.
+	reserved int64
 }
 
 // kind audits one kind: in one list, or, when it is large, in a list per
@@ -231,7 +233,8 @@ func (r *auditRun) collect(kind rules.Kind, out *[]Finding) func(*unstructured.U
 func (r *auditRun) reserve(n int64) {
 	const most = 1 << 20
 	r.mu.Lock()
-	r.findings = slices.Grow(r.findings, int(min(max(n, 0), most)))
+	r.reserved = min(r.reserved+max(n, 0), most)
+	r.findings = slices.Grow(r.findings, max(int(r.reserved)-len(r.findings), 0))
 	r.mu.Unlock()
 }
 

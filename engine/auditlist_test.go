@@ -387,3 +387,21 @@ func TestFindingStaysSmall(t *testing.T) {
 		t.Errorf("a Finding is %d bytes, want at most 120", size)
 	}
 }
+
+// Each kind's count adds to the room reserved, so that a second kind's
+// findings do not grow the slice by copies either.
+func TestAuditReservesEveryKindsCount(t *testing.T) {
+	r := &auditRun{}
+	r.reserve(50)
+	r.keep(make([]Finding, 10))
+	r.reserve(5)
+	if got := cap(r.findings); got < 55 {
+		t.Errorf("room for %d findings after counts of 50 and 5, want at least 55", got)
+	}
+	r.reserve(-3)
+	r.keep(make([]Finding, 100)) // more than announced: appended all the same
+	r.reserve(1)
+	if len(r.findings) != 110 {
+		t.Errorf("%d findings kept, want 110", len(r.findings))
+	}
+}
