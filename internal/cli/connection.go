@@ -228,8 +228,8 @@ func (conn Connection) Connect() (*Clients, error) {
 }
 
 // Kube holds the three typed API groups relabel calls, not the whole
-// clientset: every group of that links its clients into the binary, and a
-// run maps their pages (about a third of the binary) for nothing.
+// clientset, whose every group links its clients into the binary (13 MB of
+// 76).
 type Kube struct {
 	core          corev1client.CoreV1Interface
 	coordination  coordinationv1client.CoordinationV1Interface
