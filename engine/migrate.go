@@ -82,7 +82,7 @@ type Options struct {
 	// Timeout bounds each wait for readiness of one object.
 	Timeout time.Duration
 	// Concurrency is how many objects migrate at once; with MaxConcurrency
-	// above it, how many at first: the window then opens by one for each copy
+	// above it, how many at first: the window then opens by two for each copy
 	// that becomes ready, up to MaxConcurrency, and halves when a copy is
 	// rolled back or the API server answers 429 (see window).
 	Concurrency    int

@@ -11,9 +11,10 @@ func TestWindowSizes(t *testing.T) {
 	for _, tc := range []struct {
 		size, limit, grown, shrunk int
 	}{
-		{size: 50, limit: 400, grown: 51, shrunk: 25},
+		{size: 50, limit: 400, grown: 52, shrunk: 25},
+		{size: 399, limit: 400, grown: 400, shrunk: 199},
 		{size: 400, limit: 400, grown: 400, shrunk: 200},
-		{size: 1, limit: 400, grown: 2, shrunk: 1},
+		{size: 1, limit: 400, grown: 3, shrunk: 1},
 		{size: 3, limit: 3, grown: 3, shrunk: 1},
 	} {
 		if got := grown(tc.size, tc.limit); got != tc.grown {

@@ -38,7 +38,7 @@ func migrateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "strategy", Value: string(rules.StrategyAuto), Usage: "auto (per object: adopt for StatefulSets and DaemonSets, temp-copy otherwise), temp-copy or adopt"},
 		&cli.Int64Flag{Name: "max-surge-pods", Usage: "with --strategy auto, adopt instead of copying objects whose copy would add more pods than this (0: no bound)"},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for one object's copy or new object to become ready; on expiry the copy is rolled back"},
-		&cli.StringFlag{Name: "concurrency", Value: "auto", Usage: fmt.Sprintf("objects migrated at once: N, or auto (%d at first, one more for each copy that becomes ready, up to %d; halved when a copy is rolled back)", autoConcurrency, maxAutoConcurrency)},
+		&cli.StringFlag{Name: "concurrency", Value: "auto", Usage: fmt.Sprintf("objects migrated at once: N, or auto (%d at first, two more for each copy that becomes ready, up to %d; halved when a copy is rolled back)", autoConcurrency, maxAutoConcurrency)},
 		&cli.StringFlag{Name: "backup-dir", Value: defaultBackupDir(), Usage: "where manifests are saved before any write"},
 		&cli.StringFlag{Name: "temp-suffix", Value: "-temp", Usage: "suffix of the temporary copy's name"},
 		&cli.StringFlag{Name: "dry-run", Usage: "client: print the plan only; server: also let the API server validate the copies and new objects"},
