@@ -15,7 +15,7 @@ IMAGE ?= relabel:latest
 # install-plugin: $(PREFIX)/bin when PREFIX is set, else $GOBIN, else ~/.local/bin.
 PLUGIN_BIN = $(if $(PREFIX),$(PREFIX)/bin,$(or $(shell $(GO) env GOBIN),$(HOME)/.local/bin))
 
-.PHONY: build install-plugin dist reproducible image deploy-manifests demo test test-deps test-short lint bench cluster-up cluster-down clean
+.PHONY: build install-plugin dist reproducible image deploy-manifests demo test test-prepare test-deps test-build cluster-bin rollouts-bin helm-bin test-short lint bench cluster-up cluster-down clean
 
 build: ## build bin/relabel
 	$(BUILD) -o bin/relabel .
@@ -43,17 +43,32 @@ deploy-manifests: ## regenerate deploy/rbac*.yaml from relabel rbac
 demo: build ## start the local cluster, load sample workloads, run relabel on them
 	bash internal/cluster/demo.sh
 
-# The Argo Rollouts controller is built (cached) before any cluster starts, and
-# runs in a cluster of its own: its CRDs take the names rollouts and ro, which
-# the other tests give to a workload CRD of theirs.
-test: lint test-deps reproducible ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests; a third with Argo Rollouts' controller)
-	bash $(CLUSTER) rollouts-bin >/dev/null
+# The Argo Rollouts controller runs in a cluster of its own: its CRDs take the
+# names rollouts and ro, which the other tests give to a workload CRD of theirs.
+test: ## run every test, end to end on the local clusters (a second, one-node one for the multi-cluster tests; a third with Argo Rollouts' controller)
+	$(MAKE) -j6 --no-print-directory test-prepare
 	RELABEL_TEST_KUBECONFIG=$$(bash $(CLUSTER) up relabel-test) \
 	RELABEL_TEST_KUBECONFIG_B=$$(RELABEL_CLUSTER_NODES=1 bash $(CLUSTER) up relabel-test-b) \
 	RELABEL_TEST_KUBECONFIG_ROLLOUTS=$$(bash $(CLUSTER) rollouts relabel-test-rollouts) \
 	RELABEL_TEST_HELM=$$(bash $(CLUSTER) helm-bin) \
 		$(GO) test -race -count=1 -timeout 60m ./...
 	cd internal/krewcheck && $(GO) test -count=1 ./...
+
+# On a new machine most of make test is building: the checks, the cluster's
+# binaries, Argo Rollouts' controller, Helm and the race-built test binaries.
+# Side by side (make -j) each fills the others' waits for downloads and
+# single-threaded links; the test run then finds them all cached.
+test-prepare: lint test-deps reproducible cluster-bin rollouts-bin helm-bin test-build
+
+cluster-bin:
+	bash $(CLUSTER) bin >/dev/null
+rollouts-bin helm-bin:
+	bash $(CLUSTER) $@ >/dev/null
+
+# Compiles every test binary under -race without running it.
+test-build:
+	$(GO) test -race -count=1 -exec true ./... >/dev/null
+	cd internal/krewcheck && $(GO) test -count=1 -exec true ./... >/dev/null
 
 test-short: ## only the tests that need no cluster
 	$(GO) test -short -count=1 ./...

@@ -16,7 +16,7 @@ build() {
 	mkdir -p "$src"
 	# The tree as it is, uncommitted changes included, without build output.
 	tar -C "$root" --exclude=./.git --exclude=./bin --exclude=./dist -cf - . | tar -C "$src" -xf -
-	GOCACHE=$cache GOFLAGS= make -s -C "$src" build \
+	GOCACHE=$cache GOFLAGS= MAKEFLAGS= make -s -C "$src" build \
 		VERSION="$VERSION" COMMIT="$COMMIT" DATE="$DATE" >&2
 	sha256sum <"$src/bin/relabel" | cut -d' ' -f1
 }
