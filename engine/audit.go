@@ -277,7 +277,7 @@ func finding(obj *unstructured.Unstructured, kind rules.Kind, gvr string, label 
 	}
 	return Finding{
 		GVR: gvr, Kind: kind.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
-		Report: report, Complete: report.Complete(), Owner: controllerOf(obj), ManagedBy: managedBy(obj),
+		Report: report, Complete: report.Complete(), Owner: workload.ControllerOf(obj), ManagedBy: managedBy(obj),
 		LabelSelector: selectorString(obj, kind),
 	}, true, nil
 }
@@ -362,13 +362,6 @@ func inNamespace(ns string) string {
 	return " in namespace " + ns
 }
 
-func controllerOf(obj *unstructured.Unstructured) string {
-	if ref := metav1.GetControllerOf(obj); ref != nil {
-		return ref.Kind + "/" + ref.Name
-	}
-	return ""
-}
-
 // The annotations managedBy reads; audit decodes no others.
 const (
 	helmReleaseAnnotation  = "meta.helm.sh/release-name"
@@ -377,13 +370,15 @@ const (
 
 // managedBy recognises the markers that Helm, Argo CD and Flux put on what they manage.
 func managedBy(obj *unstructured.Unstructured) string {
-	l, a := obj.GetLabels(), obj.GetAnnotations()
+	l, a := workload.MetadataNoCopy(obj, "labels"), workload.MetadataNoCopy(obj, "annotations")
+	label := func(key string) string { return workload.StringIn(l, key) }
+	annotation := func(key string) string { return workload.StringIn(a, key) }
 	switch {
-	case l["app.kubernetes.io/managed-by"] == "Helm" || a[helmReleaseAnnotation] != "":
+	case label("app.kubernetes.io/managed-by") == "Helm" || annotation(helmReleaseAnnotation) != "":
 		return "Helm"
-	case l["argocd.argoproj.io/instance"] != "" || a[argoTrackingAnnotation] != "":
+	case label("argocd.argoproj.io/instance") != "" || annotation(argoTrackingAnnotation) != "":
 		return "Argo CD"
-	case l["kustomize.toolkit.fluxcd.io/name"] != "" || l["helm.toolkit.fluxcd.io/name"] != "":
+	case label("kustomize.toolkit.fluxcd.io/name") != "" || label("helm.toolkit.fluxcd.io/name") != "":
 		return "Flux"
 	}
 	return ""

@@ -146,6 +146,22 @@ func BenchmarkDecodeList(b *testing.B) {
 			}
 		})
 	})
+	// What the audit does with each decoded object: its finding.
+	var objs []*unstructured.Unstructured
+	if _, err := decodeList(bytes.NewReader(page), k, func(o *unstructured.Unstructured) error { objs = append(objs, o); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	label, err := workload.ParseLabel("stage=production", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("finding", func(b *testing.B) {
+		benchCPU(b, len(page), func() {
+			for _, o := range objs {
+				finding(o, kind, "shop", label)
+			}
+		})
+	})
 	b.Run("skip", func(b *testing.B) {
 		benchCPU(b, len(page), func() {
 			if err := newJSONScanner(onlyReader{bytes.NewReader(page)}).skip(); err != nil {

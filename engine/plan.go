@@ -295,8 +295,8 @@ func planObject(kind rules.Kind, obj *unstructured.Unstructured, opts PlanOption
 	case len(conflicts) > 0:
 		it.Action, it.Conflict = ActionSkip, true
 		it.Reason = strings.Join(conflicts, "; ") + ": relabelling would move its pods out of whatever selects that value (a Service, a NetworkPolicy)"
-	case controllerOf(obj) != "" && !opts.IncludeOwned:
-		it.Action, it.Reason = ActionSkip, "controlled by "+controllerOf(obj)+"; migrate the owner, or pass --include-owned"
+	case workload.ControllerOf(obj) != "" && !opts.IncludeOwned:
+		it.Action, it.Reason = ActionSkip, "controlled by "+workload.ControllerOf(obj)+"; migrate the owner, or pass --include-owned"
 	case obj.GetNamespace() == "kube-system" && !opts.NamespaceGiven:
 		it.Action, it.Reason = ActionSkip, "in kube-system; name the namespace to include it"
 	case obj.GetDeletionTimestamp() != nil:

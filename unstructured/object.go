@@ -71,18 +71,18 @@ var ErrSelectorConflict = errors.New("selector already has the key with another 
 
 // Check reports where obj carries the label.
 func Check(obj *unstructured.Unstructured, kind rules.Kind, l Label) (Report, error) {
-	selector, err := matchLabels(obj, kind)
+	selector, err := stringMapNoCopy(obj.Object, kind.SelectorPath, "matchLabels")
 	if err != nil {
-		return Report{}, err
+		return Report{}, fmt.Errorf("reading %s.matchLabels of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
 	}
-	template, err := stringMap(obj, kind.TemplateLabelsPath)
+	template, err := stringMapNoCopy(obj.Object, kind.TemplateLabelsPath)
 	if err != nil {
-		return Report{}, err
+		return Report{}, fmt.Errorf("reading %s of %s/%s: %w", kind.TemplateLabelsPath, obj.GetNamespace(), obj.GetName(), err)
 	}
 	return Report{
 		Selector: presence(selector, l),
 		Template: presence(template, l),
-		Metadata: presence(obj.GetLabels(), l),
+		Metadata: presence(MetadataNoCopy(obj, "labels"), l),
 	}, nil
 }
 
@@ -107,7 +107,7 @@ func Conflicts(obj *unstructured.Unstructured, kind rules.Kind, l Label) ([]stri
 	return out, nil
 }
 
-func presence(m map[string]string, l Label) Presence {
+func presence(m map[string]any, l Label) Presence {
 	v, ok := m[l.Key]
 	switch {
 	case !ok:
@@ -303,7 +303,7 @@ func TempCopy(original *unstructured.Unstructured, kind rules.Kind, name string,
 
 // IsTemp tells a temporary copy from a user's object.
 func IsTemp(obj *unstructured.Unstructured) bool {
-	_, ok := obj.GetLabels()[TempLabelKey]
+	_, ok := MetadataNoCopy(obj, "labels")[TempLabelKey]
 	return ok
 }
 

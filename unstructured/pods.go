@@ -14,7 +14,11 @@ import (
 
 // Selector returns obj's label selector, parsed.
 func Selector(obj *unstructured.Unstructured, kind rules.Kind) (labels.Selector, error) {
-	raw, found, err := unstructured.NestedMap(obj.Object, kind.SelectorPath.Fields()...)
+	val, found, err := fieldNoCopy(obj.Object, kind.SelectorPath)
+	raw, ok := val.(map[string]any)
+	if err == nil && found && !ok {
+		found, err = false, fmt.Errorf(".%s accessor error: %v is of the type %T, expected map[string]interface{}", kind.SelectorPath, val, val)
+	}
 	if err != nil || !found {
 		return nil, fmt.Errorf("reading %s of %s/%s: found=%v: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), found, err)
 	}
