@@ -229,7 +229,7 @@ func (s *jsonScanner) prune(k keep) (any, error) {
 			}
 			continue
 		}
-		key := string(s.key)
+		key := s.internedKey()
 		if out[key], err = s.prune(child); err != nil {
 			return nil, err
 		}

@@ -31,7 +31,28 @@ type jsonScanner struct {
 	saved  []byte
 
 	key   []byte // the last object key read, escapes undone
+	keys  map[string]string
 	depth int
+}
+
+// maxInternedKeys bounds the keys a scanner remembers; a list's objects
+// repeat theirs, its labels' values and names do not.
+const maxInternedKeys = 4096
+
+// internedKey is s.key as a string, the same string for the same key: a
+// page of 500 objects builds its keys once instead of 500 times.
+func (s *jsonScanner) internedKey() string {
+	if k, ok := s.keys[string(s.key)]; ok {
+		return k
+	}
+	k := string(s.key)
+	if s.keys == nil {
+		s.keys = make(map[string]string)
+	}
+	if len(s.keys) < maxInternedKeys {
+		s.keys[k] = k
+	}
+	return k
 }
 
 // maxJSONDepth is encoding/json's limit on nesting.
@@ -528,7 +549,7 @@ func (s *jsonScanner) value() (any, error) {
 			if err != nil || !more {
 				return obj, err
 			}
-			key := string(s.key)
+			key := s.internedKey()
 			if obj[key], err = s.value(); err != nil {
 				return nil, err
 			}
