@@ -278,18 +278,8 @@ func finding(obj *unstructured.Unstructured, kind rules.Kind, gvr string, label 
 	return Finding{
 		GVR: gvr, Kind: kind.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
 		Report: report, Complete: report.Complete(), Owner: workload.ControllerOf(obj), ManagedBy: managedBy(obj),
-		LabelSelector: selectorString(obj, kind),
+		LabelSelector: workload.SelectorString(obj, kind),
 	}, true, nil
-}
-
-// selectorString is obj's selector for people to read. A selector that is
-// absent or does not parse is left out: audit reports, it does not validate.
-func selectorString(obj *unstructured.Unstructured, kind rules.Kind) string {
-	selector, err := workload.Selector(obj, kind)
-	if err != nil {
-		return ""
-	}
-	return selector.String()
 }
 
 // list pages through one kind, calling visit for each object, always

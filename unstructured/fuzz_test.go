@@ -187,3 +187,23 @@ func reservedForTest(key string) (string, bool) {
 	}
 	return "", false
 }
+
+func FuzzSelectorString(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"app", "web"}, {"app", ""}, {"a", "b"}, {"A_b.c-D", "x_Y.z-0"}, {"-app", "web"}, {"app", "web-"},
+		{"example.com/app", "web"}, {"", "x"}, {"app", "wéb"}, {strings.Repeat("a", 64), "x"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, key, value string) {
+		obj := fixture(t, "deployment", set(map[string]interface{}{key: value, "tier": "frontend"}, "spec", "selector", "matchLabels"))
+		kind := kindFor(t, obj)
+		want := ""
+		if parsed, err := Selector(obj, kind); err == nil {
+			want = parsed.String()
+		}
+		if got := SelectorString(obj, kind); got != want {
+			t.Fatalf("matchLabels %q=%q: %q, the parsed selector's %q", key, value, got, want)
+		}
+	})
+}

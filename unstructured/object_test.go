@@ -898,3 +898,40 @@ func TestSelectorWithoutConverterAgrees(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectorStringAgrees checks SelectorString's shortcut for plain
+// matchLabels against the parsed selector's String.
+func TestSelectorStringAgrees(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	for _, selector := range []map[string]interface{}{
+		{"matchLabels": labelMap("app", "web")},
+		{"matchLabels": labelMap("tier", "frontend", "app", "web", "app.kubernetes.io/name", "shop")},
+		{"matchLabels": labelMap("app", "")},
+		{"matchLabels": labelMap("a", "b", "A_b.c-D", "x_Y.z-0")},
+		{"matchLabels": labelMap(long, long)},
+		{"matchLabels": labelMap(long+"a", "x")},
+		{"matchLabels": labelMap("app", long+"a")},
+		{"matchLabels": labelMap("-app", "web")},
+		{"matchLabels": labelMap("app", "web-")},
+		{"matchLabels": labelMap("app", ".web")},
+		{"matchLabels": labelMap("not a key", "web")},
+		{"matchLabels": labelMap("app", "not a value!")},
+		{"matchLabels": labelMap("example.com/", "x")},
+		{"matchLabels": labelMap("", "x")},
+		{"matchLabels": labelMap("app", "wéb")},
+		{"matchLabels": map[string]interface{}{"replicas": int64(3)}},
+		{"matchLabels": map[string]interface{}{}},
+		{"matchLabels": labelMap("app", "web"), "matchExpressions": []interface{}{
+			map[string]interface{}{"key": "tier", "operator": "In", "values": []interface{}{"a", "b"}}}},
+	} {
+		obj := fixture(t, "deployment", set(selector, "spec", "selector"))
+		kind := kindFor(t, obj)
+		want := ""
+		if parsed, err := Selector(obj, kind); err == nil {
+			want = parsed.String()
+		}
+		if got := SelectorString(obj, kind); got != want {
+			t.Errorf("%v: %q, the parsed selector's %q", selector, got, want)
+		}
+	}
+}

@@ -2,7 +2,9 @@ package unstructured
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -40,6 +42,61 @@ func Selector(obj *unstructured.Unstructured, kind rules.Kind) (labels.Selector,
 		return nil, fmt.Errorf("parsing %s of %s/%s: %w", kind.SelectorPath, obj.GetNamespace(), obj.GetName(), err)
 	}
 	return selector, nil
+}
+
+// SelectorString is obj's selector as kubectl -l writes it, "" when it has
+// none or it is invalid. Validating a selector's keys and values takes
+// regular expressions, most of an audit's CPU after decoding, so plain
+// matchLabels, the usual selector, are written without them.
+func SelectorString(obj *unstructured.Unstructured, kind rules.Kind) string {
+	val, _, _ := fieldNoCopy(obj.Object, kind.SelectorPath)
+	if raw, ok := val.(map[string]any); ok {
+		if set, ok := onlyMatchLabels(raw); ok && plainSet(set) {
+			keys := slices.Sorted(maps.Keys(set))
+			var b strings.Builder
+			for i, k := range keys {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(k)
+				b.WriteByte('=')
+				b.WriteString(set[k])
+			}
+			return b.String()
+		}
+	}
+	selector, err := Selector(obj, kind)
+	if err != nil {
+		return ""
+	}
+	return selector.String()
+}
+
+// plainSet tells whether every key and value of set is a plain name: at
+// most 63 letters, digits, '-', '_' and '.', starting and ending with a
+// letter or a digit (values may be empty). Such keys and values are valid;
+// others (a prefixed key, say) are left to the validation.
+func plainSet(set labels.Set) bool {
+	for k, v := range set {
+		if k == "" || !plainName(k) || !plainName(v) {
+			return false
+		}
+	}
+	return true
+}
+
+func plainName(s string) bool {
+	if len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && ((c != '-' && c != '_' && c != '.') || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
 }
 
 // onlyMatchLabels returns a selector's matchLabels when it has nothing else
