@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,11 @@ import (
 	"io"
 	"strconv"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
@@ -17,12 +22,14 @@ import (
 
 // NewRawClient builds the client audit lists with: the dynamic client's
 // configuration (JSON, the same errors), but the body is handed over as
-// bytes, not decoded into maps by client-go.
+// bytes, not decoded into maps by client-go. Lists of built-in kinds ask
+// for protobuf, and the API server's errors may come in it too.
 func NewRawClient(config *rest.Config) (rest.Interface, error) {
 	c := dynamic.ConfigFor(config)
 	c.GroupVersion = nil
 	c.APIPath = ""
 	c.AcceptContentTypes = "application/json"
+	c.NegotiatedSerializer = withProtobufStatus{c.NegotiatedSerializer}
 	client, err := rest.UnversionedRESTClientFor(c)
 	if err != nil {
 		return nil, fmt.Errorf("building the list client for %s: %w", config.Host, err)
@@ -66,11 +73,36 @@ func (k keep) add(path []string) {
 	}
 }
 
-// pageRaw reads one page of kind's list as raw JSON, calling visit with
-// each item decoded only as far as k says. Nothing of the page is kept once
-// decoded.
+// statusScheme knows the API server's Status, to read its errors in
+// protobuf.
+var statusScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return s
+}()
+
+// withProtobufStatus adds protobuf to what the dynamic client decodes.
+type withProtobufStatus struct{ runtime.NegotiatedSerializer }
+
+func (s withProtobufStatus) SupportedMediaTypes() []runtime.SerializerInfo {
+	return append(s.NegotiatedSerializer.SupportedMediaTypes(), runtime.SerializerInfo{
+		MediaType: runtime.ContentTypeProtobuf, MediaTypeType: "application", MediaTypeSubType: "vnd.kubernetes.protobuf",
+		Serializer: protobuf.NewSerializer(statusScheme, statusScheme),
+	})
+}
+
+// pageRaw reads one page of kind's list as raw protobuf or JSON, calling
+// visit with each item decoded only as far as k says. Nothing of the page
+// is kept once decoded.
 func (a Auditor) pageRaw(ctx context.Context, kind rules.Kind, scope Scope, k keep, limit int64, cont string, visit func(*unstructured.Unstructured) error) (listMeta, error) {
 	req := a.REST.Get().AbsPath(listPath(kind, scope.Namespace)).Param("limit", strconv.FormatInt(limit, 10))
+	proto := objectProto(kind.Proto)
+	if !proto.covers(k) {
+		proto = nil
+	}
+	if proto != nil {
+		req = req.SetHeader("Accept", acceptProtobuf)
+	}
 	if scope.Selector != "" {
 		req = req.Param("labelSelector", scope.Selector)
 	}
@@ -82,7 +114,13 @@ func (a Auditor) pageRaw(ctx context.Context, kind rules.Kind, scope Scope, k ke
 		return listMeta{}, fmt.Errorf("listing %s%s: %w", kind.GVRString(), inNamespace(scope.Namespace), err)
 	}
 	defer body.Close()
-	meta, err := decodeList(body, k, visit)
+	r := bufio.NewReaderSize(body, 64<<10)
+	var meta listMeta
+	if head, _ := r.Peek(len(protobufMagic)); string(head) == protobufMagic && proto != nil {
+		meta, err = decodeProtoList(r, proto, k, visit)
+	} else {
+		meta, err = decodeList(r, k, visit)
+	}
 	if v, ok := errors.AsType[errVisit](err); ok {
 		return listMeta{}, v.err // the object's own error, as the dynamic path returns it
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"unsafe"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
@@ -141,6 +143,22 @@ func BenchmarkDecodeList(b *testing.B) {
 		benchCPU(b, len(page), func() {
 			n := 0
 			_, err := decodeList(onlyReader{bytes.NewReader(page)}, k, func(*unstructured.Unstructured) error { n++; return nil })
+			if err != nil || n != 500 {
+				b.Fatal(n, err)
+			}
+		})
+	})
+	// The same page in protobuf, as lists of built-in kinds are read.
+	var typed appsv1.DeploymentList
+	if err := json.Unmarshal(page, &typed); err != nil {
+		b.Fatal(err)
+	}
+	pb := protobufEncode(b, &typed)
+	b.Run("decodeProtoList", func(b *testing.B) {
+		s := objectProto(kind.Proto)
+		benchCPU(b, len(pb), func() {
+			n := 0
+			_, err := decodeProtoList(bufio.NewReader(onlyReader{bytes.NewReader(pb)}), s, k, func(*unstructured.Unstructured) error { n++; return nil })
 			if err != nil || n != 500 {
 				b.Fatal(n, err)
 			}

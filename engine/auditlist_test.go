@@ -16,7 +16,9 @@ import (
 	"testing"
 	"unsafe"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -43,6 +45,13 @@ func (f fakeLists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ok = found
 	}
+	if !ok && strings.Contains(r.Header.Get("Accept"), "protobuf") {
+		w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write(protobufStatus(&metav1.Status{Status: metav1.StatusFailure, Message: "the server could not find the requested resource",
+			Reason: metav1.StatusReasonNotFound, Code: http.StatusNotFound}))
+		return
+	}
 	if !ok {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
@@ -65,6 +74,13 @@ func (f fakeLists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		meta["remainingItemCount"] = len(items) - end
 	}
 	body, _ := json.Marshal(map[string]any{"kind": "List", "apiVersion": "v1", "items": page, "metadata": meta})
+	if strings.Contains(r.Header.Get("Accept"), "protobuf") {
+		if pb, ok := protobufList(r.URL.Path, body); ok {
+			w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
+			_, _ = w.Write(pb)
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
 }
