@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"relabel.dev/relabel/engine"
@@ -358,3 +361,106 @@ func TestAuditNamespaceAtATime(t *testing.T) {
 		}
 	}
 }
+
+// protobufObjects have every field an audit reads set in some way:
+// expressions, owners, the managed-by annotations.
+const protobufObjects = `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: owner}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: expressions
+  labels: {app: expressions, "app.kubernetes.io/part-of": shop}
+  annotations: {meta.helm.sh/release-name: shop, kubectl.kubernetes.io/last-applied-configuration: "{}"}
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: expressions}
+    matchExpressions:
+    - {key: tier, operator: In, values: [web, api]}
+    - {key: canary, operator: DoesNotExist}
+  template:
+    metadata: {labels: {app: expressions, tier: web}, annotations: {a: b}}
+    spec: {containers: [{name: c, image: example.com/c:1}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+  labels: {stage: prod}
+  annotations: {argocd.argoproj.io/tracking-id: "shop:apps/DaemonSet:ns/agent"}
+spec:
+  selector: {matchLabels: {app: agent, stage: prod}}
+  template:
+    metadata: {labels: {app: agent, stage: prod}}
+    spec: {containers: [{name: c, image: example.com/c:1}]}
+`
+
+// TestAuditProtobufAgreesWithJSON audits the built-in kinds of the real API
+// server through the raw client, which reads them as protobuf, and
+// through the dynamic client, which reads JSON, and wants the same
+// findings; the responses' content types show protobuf was read.
+func TestAuditProtobufAgreesWithJSON(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := c.Namespace(t)
+	c.ApplyYAML(t, ns, []byte(auditObjects))
+	c.ApplyYAML(t, ns, []byte(protobufObjects))
+	// An owner reference, which kubectl apply would not keep.
+	owner, err := c.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}).Namespace(ns).Get(context.Background(), "owner", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployments := c.Dynamic.Resource(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}).Namespace(ns)
+	patch := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"owner","uid":%q,"controller":true,"blockOwnerDeletion":false}]}}`, owner.GetUID())
+	if _, err := deployments.Patch(context.Background(), "bare", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	config := rest.CopyConfig(c.Config)
+	var mu sync.Mutex
+	contentTypes := map[string]bool{}
+	config.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			resp, err := rt.RoundTrip(req)
+			if err == nil && strings.HasSuffix(req.URL.Path, "/deployments") {
+				mu.Lock()
+				contentTypes[resp.Header.Get("Content-Type")] = true
+				mu.Unlock()
+			}
+			return resp, err
+		})
+	})
+	raw, err := engine.NewRawClient(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []rules.Kind
+	for _, kind := range []string{"Deployment", "StatefulSet", "DaemonSet"} {
+		k, _ := rules.Builtin(schema.GroupKind{Group: "apps", Kind: kind})
+		kinds = append(kinds, k)
+	}
+	scope := engine.Scope{Kinds: kinds, Namespace: ns}
+	for _, label := range []workload.Label{{Key: "stage", Value: "prod"}, {Key: "stage"}} {
+		viaJSON, err := engine.Auditor{Dynamic: c.Dynamic, PageSize: 2}.Audit(context.Background(), scope, label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaProtobuf, err := engine.Auditor{Dynamic: c.Dynamic, REST: raw, PageSize: 2}.Audit(context.Background(), scope, label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(viaJSON) != 7 || !reflect.DeepEqual(viaProtobuf, viaJSON) {
+			t.Fatalf("label %s: protobuf found\n%+v\nJSON\n%+v", label, viaProtobuf, viaJSON)
+		}
+	}
+	if !contentTypes["application/vnd.kubernetes.protobuf"] || len(contentTypes) != 1 {
+		t.Fatalf("Deployments were listed as %v, want protobuf only", contentTypes)
+	}
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The audit benchmark: `relabel audit` against its floors, bench/wirefloor
-# paging the same four lists whole and discarding the bytes, and
+# paging the same four lists whole and discarding the bytes (as JSON, and
+# in protobuf as relabel asks for built-in kinds), and
 # bench/wirefloor sending the requests relabel sends (a large kind listed a
 # namespace at a time, four lists at once), and against `kubectl get` of the
 # same kinds, on a dedicated local cluster (relabel-bench) holding
@@ -95,6 +96,9 @@ size=$( (k get --raw /apis/apps/v1/namespaces/bench-000/deployments/app-0000 2>/
 
 relabel_cmd=("$relabel" audit --kubeconfig "$kubeconfig" --label stage -A -o json)
 floor_cmd=("$work/wirefloor" --kubeconfig "$kubeconfig" /apis/apps/v1/deployments /apis/apps/v1/statefulsets /apis/apps/v1/daemonsets /apis/demo.relabel.dev/v1alpha1/rollouts)
+# The same lists in protobuf, as relabel asks for built-in kinds (the API
+# server answers JSON for the custom resources).
+floor_pb_cmd=("$work/wirefloor" --protobuf "${floor_cmd[@]:1}")
 # The lists relabel reads: a kind of at least 2000 objects, with at least 20
 # per namespace on average, a namespace at a time (engine/audit.go,
 # splitMinimum and minObjectsPerNamespace).
@@ -116,7 +120,7 @@ mapfile -t split_paths < <(
 	relabel_lists /apis/apps/v1/daemonsets "$objects_ds"
 	relabel_lists /apis/demo.relabel.dev/v1alpha1/rollouts "$objects_ro" | sort -u
 )
-split_cmd=("$work/wirefloor" --kubeconfig "$kubeconfig" "${split_paths[@]}")
+split_cmd=("$work/wirefloor" --protobuf --kubeconfig "$kubeconfig" "${split_paths[@]}")
 kubectl_cmd=("$kubectl" --kubeconfig "$kubeconfig" get "deployments,statefulsets,daemonsets,rollouts.demo.relabel.dev" -A -o json)
 
 # time_run NAME CMD...: one run, appends "wall_seconds peak_rss_kib cpu_seconds" to $work/times.NAME.
@@ -131,6 +135,7 @@ log "warm-up"
 "${relabel_cmd[@]}" >"$work/audit.json"
 "${kubectl_cmd[@]}" >/dev/null
 "${floor_cmd[@]}" >/dev/null
+"${floor_pb_cmd[@]}" >/dev/null
 "${split_cmd[@]}" >/dev/null
 audited=$(jq '.summary.objects' "$work/audit.json")
 lacking=$(jq '.summary.lacking' "$work/audit.json")
@@ -139,6 +144,7 @@ lacking=$(jq '.summary.lacking' "$work/audit.json")
 for ((i = 1; i <= runs; i++)); do
 	log "run $i/$runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	time_run floor "${floor_cmd[@]}"
+	time_run floor_pb "${floor_pb_cmd[@]}"
 	time_run split "${split_cmd[@]}"
 	time_run relabel "${relabel_cmd[@]}"
 	time_run kubectl "${kubectl_cmd[@]}"
@@ -154,6 +160,9 @@ relabel_wall=$(wall relabel) relabel_rss=$(rss relabel) relabel_cpu=$(cpu relabe
 floor_wall=$(wall floor) floor_rss=$(rss floor) floor_cpu=$(cpu floor)
 floor_wall_ratio=$(ratio "$relabel_wall" "$floor_wall")
 floor_cpu_ratio=$(ratio "$relabel_cpu" "$floor_cpu")
+floor_pb_wall=$(wall floor_pb) floor_pb_rss=$(rss floor_pb) floor_pb_cpu=$(cpu floor_pb)
+floor_pb_wall_ratio=$(ratio "$relabel_wall" "$floor_pb_wall")
+floor_pb_cpu_ratio=$(ratio "$relabel_cpu" "$floor_pb_cpu")
 split_wall=$(wall split) split_rss=$(rss split) split_cpu=$(cpu split)
 split_wall_ratio=$(ratio "$relabel_wall" "$split_wall")
 split_cpu_ratio=$(ratio "$relabel_cpu" "$split_cpu")
@@ -172,6 +181,9 @@ result audit.relabel.cpu "$relabel_cpu"
 result audit.floor.wall "$floor_wall"
 result audit.floor.cpu "$floor_cpu"
 result audit.floor.rss_mib "$floor_rss"
+result audit.floor_pb.wall "$floor_pb_wall"
+result audit.floor_pb.cpu "$floor_pb_cpu"
+result audit.floor_pb.rss_mib "$floor_pb_rss"
 result audit.split.wall "$split_wall"
 result audit.split.cpu "$split_cpu"
 result audit.split.rss_mib "$split_rss"
@@ -192,15 +204,18 @@ report() {
 	echo
 	printf '%-16s %14s %14s %18s   %s\n' COMMAND "WALL s (median)" "CPU s (median)" "PEAK RSS MiB (med)" "RUNS (wall/CPU/peak RSS)"
 	printf '%-16s %14s %14s %18s   %s\n' "wire floor" "$floor_wall" "$floor_cpu" "$floor_rss" "$(runs_of floor)"
+	printf '%-16s %14s %14s %18s   %s\n' "floor, protobuf" "$floor_pb_wall" "$floor_pb_cpu" "$floor_pb_rss" "$(runs_of floor_pb)"
 	printf '%-16s %14s %14s %18s   %s\n' "same requests" "$split_wall" "$split_cpu" "$split_rss" "$(runs_of split)"
 	printf '%-16s %14s %14s %18s   %s\n' "relabel audit" "$relabel_wall" "$relabel_cpu" "$relabel_rss" "$(runs_of relabel)"
 	printf '%-16s %14s %14s %18s   %s\n' "kubectl get" "$kubectl_wall" "$(cpu kubectl)" "$kubectl_rss" "$(runs_of kubectl)"
 	printf '%-16s %14s %14s\n' "relabel/floor" "$floor_wall_ratio" "$floor_cpu_ratio"
+	printf '%-16s %14s %14s\n' "relabel/protobuf" "$floor_pb_wall_ratio" "$floor_pb_cpu_ratio"
 	printf '%-16s %14s %14s\n' "relabel/same" "$split_wall_ratio" "$split_cpu_ratio"
 	printf '%-16s %14s %14s %18s\n' "relabel/kubectl" "$wall_ratio" "" "$rss_ratio"
 	echo
 	echo "  wire floor:    ${floor_cmd[*]/#$work\//} >/dev/null"
-	echo "  same requests: wirefloor --kubeconfig $kubeconfig, ${#split_paths[@]} lists: $(printf '%s\n' "${split_paths[@]}" | awk 'NR <= 3 { printf "%s ", $0 } END { if (NR > 3) printf "... (%d more)", NR - 3 }')"
+	echo "  protobuf:      ${floor_pb_cmd[*]/#$work\//} >/dev/null"
+	echo "  same requests: wirefloor --protobuf --kubeconfig $kubeconfig, ${#split_paths[@]} lists: $(printf '%s\n' "${split_paths[@]}" | awk 'NR <= 3 { printf "%s ", $0 } END { if (NR > 3) printf "... (%d more)", NR - 3 }')"
 	echo "  relabel audit: ${relabel_cmd[*]/#$work\//} >/dev/null"
 	echo "  kubectl get:   ${kubectl_cmd[*]/#$bin\//} >/dev/null"
 	echo "relabel faster than kubectl: $faster; relabel peak RSS under half of kubectl's: $lighter"

@@ -71,6 +71,8 @@ table() {
 		"$(get audit.relabel.wall) s, $(get audit.relabel.cpu) s CPU, $(get audit.relabel.rss_mib) MiB (median of $(get audit.runs), alternating with the floor)"
 	row "audit: wire floor (bench/wirefloor: the four lists whole, 500 a page, four at once, bytes discarded)" "$(get audit.floor.wall) s, $(get audit.floor.cpu) s CPU, $(get audit.floor.rss_mib) MiB"
 	row "audit: relabel / floor" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.floor.wall)"), CPU $(ratio "$(get audit.relabel.cpu)" "$(get audit.floor.cpu)"); load average $(get audit.load)"
+	row "audit: wire floor in protobuf (the same lists; JSON for the custom resources, as relabel reads them)" "$(get audit.floor_pb.wall) s, $(get audit.floor_pb.cpu) s CPU, $(get audit.floor_pb.rss_mib) MiB"
+	row "audit: relabel / protobuf floor" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.floor_pb.wall)"), CPU $(ratio "$(get audit.relabel.cpu)" "$(get audit.floor_pb.cpu)")"
 	row "audit: the same requests as relabel, bytes discarded ($(get audit.split.lists) lists)" "$(get audit.split.wall) s, $(get audit.split.cpu) s CPU, $(get audit.split.rss_mib) MiB"
 	row "audit: relabel / the same requests" "wall $(ratio "$(get audit.relabel.wall)" "$(get audit.split.wall)"), CPU $(ratio "$(get audit.relabel.cpu)" "$(get audit.split.cpu)")"
 	row "audit: decoding one page of 500 Deployments (BenchmarkDecodeList, CPU)" "$(awk -v n="$(get decode.decodeList)" 'BEGIN { printf "%.1f", n / 1e6 }') ms; json.Valid over the same bytes $(awk -v n="$(get decode.floor=json.Valid)" 'BEGIN { printf "%.1f", n / 1e6 }') ms; ratio $(ratio "$(get decode.decodeList)" "$(get decode.floor=json.Valid)")"

@@ -101,7 +101,7 @@ func protoObjects() (*appsv1.DeploymentList, *appsv1.StatefulSetList, *appsv1.Da
 		},
 		Finalizers: []string{"example.com/keep"},
 		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply, APIVersion: "apps/v1",
-			FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{}}}`)}}},
+			FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:replicas":{}}}`)}},
 	}
 	selector := &metav1.LabelSelector{
 		MatchLabels: map[string]string{"app": "web"},

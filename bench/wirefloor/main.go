@@ -2,6 +2,8 @@
 // the given list paths as relabel audit does (same credentials, transport,
 // page size and number of lists at once) and discards the bytes, so that
 // relabel's time, CPU and memory can be read as a ratio to the wire's.
+// With --protobuf it asks for protobuf as relabel does (the API server
+// answers JSON for custom resources).
 //
 //	go run ./bench/wirefloor --kubeconfig KUBECONFIG /apis/apps/v1/deployments /apis/apps/v1/statefulsets
 package main
@@ -22,6 +24,7 @@ import (
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/encoding/protowire"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -30,13 +33,18 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "path to the kubeconfig file")
 	limit := flag.Int("limit", 500, "objects per page")
 	concurrency := flag.Int("concurrency", 4, "lists at once")
+	protobuf := flag.Bool("protobuf", false, "ask for protobuf, JSON where the API server has none")
 	flag.Parse()
 	if flag.NArg() == 0 || *limit < 1 || *concurrency < 1 {
-		fmt.Fprintln(os.Stderr, "usage: wirefloor [--kubeconfig PATH] [--limit N>0] [--concurrency N>0] LIST_PATH...")
+		fmt.Fprintln(os.Stderr, "usage: wirefloor [--kubeconfig PATH] [--limit N>0] [--concurrency N>0] [--protobuf] LIST_PATH...")
 		os.Exit(2)
 	}
+	accept := "application/json"
+	if *protobuf {
+		accept = "application/vnd.kubernetes.protobuf, application/json"
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	n, err := run(ctx, *kubeconfig, *limit, *concurrency, flag.Args())
+	n, err := run(ctx, *kubeconfig, accept, *limit, *concurrency, flag.Args())
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wirefloor:", err)
@@ -45,7 +53,7 @@ func main() {
 	fmt.Printf("%d bytes\n", n)
 }
 
-func run(ctx context.Context, kubeconfig string, limit, concurrency int, paths []string) (int64, error) {
+func run(ctx context.Context, kubeconfig, accept string, limit, concurrency int, paths []string) (int64, error) {
 	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return 0, fmt.Errorf("loading %s: %w", kubeconfig, err)
@@ -61,7 +69,7 @@ func run(ctx context.Context, kubeconfig string, limit, concurrency int, paths [
 		g.Go(func() error {
 			cont := ""
 			for {
-				n, next, err := page(ctx, client, config.Host+path, limit, cont)
+				n, next, err := page(ctx, client, accept, config.Host+path, limit, cont)
 				total.Add(n)
 				if err != nil {
 					return fmt.Errorf("listing %s: %w", path, err)
@@ -80,7 +88,7 @@ func run(ctx context.Context, kubeconfig string, limit, concurrency int, paths [
 // page fetches one page and discards it but for its continue token, which
 // the API server writes before the items; the reader stops looking for it
 // after the first KiB.
-func page(ctx context.Context, client *http.Client, list string, limit int, cont string) (int64, string, error) {
+func page(ctx context.Context, client *http.Client, accept, list string, limit int, cont string) (int64, string, error) {
 	q := url.Values{"limit": {strconv.Itoa(limit)}}
 	if cont != "" {
 		q.Set("continue", cont)
@@ -89,7 +97,7 @@ func page(ctx context.Context, client *http.Client, list string, limit int, cont
 	if err != nil {
 		return 0, "", err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -113,7 +121,12 @@ func page(ctx context.Context, client *http.Client, list string, limit int, cont
 // continueToken reads metadata.continue from the start of a list response,
 // which the API server writes before the items:
 // {"kind":"...","apiVersion":"...","metadata":{...,"continue":"..."},"items":[
+// or, in protobuf, "k8s\x00", then a runtime.Unknown whose typeMeta (1)
+// comes before raw (2), the list, whose ListMeta (1) comes before its items.
 func continueToken(head []byte) string {
+	if b, ok := bytes.CutPrefix(head, []byte("k8s\x00")); ok {
+		return protobufContinue(b)
+	}
 	i := bytes.Index(head, []byte(`"metadata":`))
 	if i < 0 {
 		return ""
@@ -123,4 +136,36 @@ func continueToken(head []byte) string {
 	}
 	_ = json.NewDecoder(bytes.NewReader(head[i+len(`"metadata":`):])).Decode(&meta)
 	return meta.Continue
+}
+
+func protobufContinue(b []byte) string {
+	// field reads the length-delimited field num at the start of b,
+	// skipping the fields before it.
+	field := func(b []byte, num protowire.Number) []byte {
+		for len(b) > 0 {
+			n, typ, l := protowire.ConsumeTag(b)
+			if l < 0 {
+				return nil
+			}
+			b = b[l:]
+			if n == num && typ == protowire.BytesType {
+				v, l := protowire.ConsumeBytes(b)
+				if l < 0 {
+					// Cut short by the head: what is there is enough.
+					_, l = protowire.ConsumeVarint(b)
+					if l < 0 {
+						return nil
+					}
+					return b[l:]
+				}
+				return v
+			}
+			if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
+				return nil
+			}
+			b = b[l:]
+		}
+		return nil
+	}
+	return string(field(field(field(b, 2), 1), 3))
 }
