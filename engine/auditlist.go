@@ -96,7 +96,7 @@ func (s withProtobufStatus) SupportedMediaTypes() []runtime.SerializerInfo {
 // is kept once decoded.
 func (a Auditor) pageRaw(ctx context.Context, kind rules.Kind, scope Scope, k keep, limit int64, cont string, visit func(*unstructured.Unstructured) error) (listMeta, error) {
 	req := a.REST.Get().AbsPath(listPath(kind, scope.Namespace)).Param("limit", strconv.FormatInt(limit, 10))
-	proto := objectProto(kind.Proto)
+	proto := objectProto(kind)
 	if !proto.covers(k) {
 		proto = nil
 	}

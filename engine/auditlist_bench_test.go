@@ -155,7 +155,7 @@ func BenchmarkDecodeList(b *testing.B) {
 	}
 	pb := protobufEncode(b, &typed)
 	b.Run("decodeProtoList", func(b *testing.B) {
-		s := objectProto(kind.Proto)
+		s := objectProto(kind)
 		benchCPU(b, len(pb), func() {
 			n := 0
 			_, err := decodeProtoList(bufio.NewReader(onlyReader{bytes.NewReader(pb)}), s, k, func(*unstructured.Unstructured) error { n++; return nil })

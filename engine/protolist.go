@@ -116,9 +116,10 @@ var (
 )
 
 // objectProto is the schema of an object of a built-in kind, none for
-// kinds without protobuf.
-func objectProto(p rules.ProtoSpec) protoSchema {
-	if p.Selector <= 0 || p.Template <= 0 || p.Selector == p.Template {
+// kinds without protobuf or of a version whose numbers it does not have.
+func objectProto(kind rules.Kind) protoSchema {
+	p := kind.Proto
+	if p.Version != kind.Version || p.Selector <= 0 || p.Template <= 0 || p.Selector == p.Template {
 		return nil
 	}
 	return schemaOf(map[protowire.Number]protoField{

@@ -145,7 +145,7 @@ func TestProtoListAgreesWithJSON(t *testing.T) {
 		t.Run(tc.kind, func(t *testing.T) {
 			kind := builtin(t, "apps", tc.kind)
 			k := auditKeep(kind)
-			s := objectProto(kind.Proto)
+			s := objectProto(kind)
 			if !s.covers(k) {
 				t.Fatalf("the schema of %s does not cover what the audit keeps", tc.kind)
 			}
@@ -188,11 +188,15 @@ func TestProtoSchemaCovers(t *testing.T) {
 		{"no protobuf", func(k rules.Kind) rules.Kind { k.Proto = rules.ProtoSpec{}; return k }, false},
 		{"other selector path", func(k rules.Kind) rules.Kind { k.SelectorPath = "spec.workload.selector"; return k }, false},
 		{"labels kept whole", func(k rules.Kind) rules.Kind { k.TemplateLabelsPath = "spec.template"; return k }, false},
-		{"same numbers", func(k rules.Kind) rules.Kind { k.Proto = rules.ProtoSpec{Selector: 2, Template: 2}; return k }, false},
+		{"same numbers", func(k rules.Kind) rules.Kind {
+			k.Proto = rules.ProtoSpec{Version: "v1", Selector: 2, Template: 2}
+			return k
+		}, false},
+		{"another version", func(k rules.Kind) rules.Kind { k.Version = "v2"; return k }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := tc.kind(deployment)
-			if got := objectProto(k.Proto).covers(auditKeep(k)); got != tc.want {
+			if got := objectProto(k).covers(auditKeep(k)); got != tc.want {
 				t.Errorf("covers = %v, want %v", got, tc.want)
 			}
 		})
@@ -205,7 +209,7 @@ func TestProtoListBroken(t *testing.T) {
 	deployments, _, _ := protoObjects()
 	body := protobufEncode(t, deployments)
 	kind := builtin(t, "apps", "Deployment")
-	k, s := auditKeep(kind), objectProto(kind.Proto)
+	k, s := auditKeep(kind), objectProto(kind)
 	decode := func(b []byte) (int, error) {
 		n := 0
 		_, err := decodeProtoList(bufio.NewReader(bytes.NewReader(b)), s, k, func(*unstructured.Unstructured) error { n++; return nil })

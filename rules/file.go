@@ -376,7 +376,7 @@ func (p *parser) checkKind(path string, k *Kind) bool {
 	}
 	k.Source = SourceRules
 	// The protobuf numbers are the API's, not the file's to give.
-	if b, ok := builtin[schema.GroupKind{Group: k.Group, Kind: k.Kind}]; ok && b.Version == k.Version {
+	if b, ok := builtin[schema.GroupKind{Group: k.Group, Kind: k.Kind}]; ok {
 		k.Proto = b.Proto
 	}
 	return len(p.errs) == before

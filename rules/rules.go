@@ -70,9 +70,11 @@ type Kind struct {
 }
 
 // ProtoSpec is where a built-in kind's spec keeps its selector and pod
-// template in protobuf, as k8s.io/api's generated.proto numbers them. The
-// object's metadata is field 1 and its spec field 2 in every built-in kind.
+// template in protobuf, as k8s.io/api's generated.proto numbers them for
+// Version. The object's metadata is field 1 and its spec field 2 in every
+// built-in kind.
 type ProtoSpec struct {
+	Version            string
 	Selector, Template int
 }
 
@@ -183,7 +185,7 @@ var builtin = map[schema.GroupKind]Kind{
 		Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
 		Strategy: TempCopy, MaxNameLength: 253, Readiness: ReadinessDeployment, Source: SourceBuiltin,
-		Proto: ProtoSpec{Selector: 2, Template: 3},
+		Proto: ProtoSpec{Version: "v1", Selector: 2, Template: 3},
 		// The recreated Deployment adopts the old ReplicaSet by its labels and rolls it down.
 		Owned:  []Owned{replicaSets, indirectPods},
 		Guards: []Guard{pausedDeployment, recreateStrategy},
@@ -194,14 +196,14 @@ var builtin = map[schema.GroupKind]Kind{
 		Group: "apps", Version: "v1", Kind: "StatefulSet", Resource: "statefulsets", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
 		Strategy: Adopt, MaxNameLength: 52, Readiness: ReadinessStatefulSet, Source: SourceBuiltin,
-		Proto: ProtoSpec{Selector: 2, Template: 3},
+		Proto: ProtoSpec{Version: "v1", Selector: 2, Template: 3},
 		Owned: []Owned{pods, controllerRevisions}, Guards: []Guard{volumeClaimTemplates},
 	},
 	{Group: "apps", Kind: "DaemonSet"}: {
 		Group: "apps", Version: "v1", Kind: "DaemonSet", Resource: "daemonsets", Namespaced: true,
 		SelectorPath: StandardSelectorPath, TemplateLabelsPath: StandardTemplateLabelsPath,
 		Strategy: Adopt, MaxNameLength: 63, Readiness: ReadinessDaemonSet, Source: SourceBuiltin,
-		Proto:              ProtoSpec{Selector: 1, Template: 2},
+		Proto:              ProtoSpec{Version: "v1", Selector: 1, Template: 2},
 		HostPortsBlockCopy: true, Owned: []Owned{pods, controllerRevisions}, Guards: []Guard{hostNetwork},
 	},
 	// Argo Rollouts makes the selector immutable by CEL since v1.9. Its
