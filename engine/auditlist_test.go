@@ -45,7 +45,8 @@ func (f fakeLists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ok = found
 	}
-	if !ok && strings.Contains(r.Header.Get("Accept"), "protobuf") {
+	protobuf := strings.Contains(r.Header.Get("Accept"), "protobuf")
+	if !ok && protobuf {
 		w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = w.Write(protobufStatus(&metav1.Status{Status: metav1.StatusFailure, Message: "the server could not find the requested resource",
@@ -74,7 +75,7 @@ func (f fakeLists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		meta["remainingItemCount"] = len(items) - end
 	}
 	body, _ := json.Marshal(map[string]any{"kind": "List", "apiVersion": "v1", "items": page, "metadata": meta})
-	if strings.Contains(r.Header.Get("Accept"), "protobuf") {
+	if protobuf {
 		if pb, ok := protobufList(r.URL.Path, body); ok {
 			w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
 			_, _ = w.Write(pb)

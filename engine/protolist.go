@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 
 	"relabel.dev/relabel/rules"
 )
@@ -177,45 +178,42 @@ func (d *protoDecoder) key(b []byte) string {
 	return k
 }
 
+// nextField splits the first field off message b: its number, its wire
+// type and its value whole, as protowire.ConsumeFieldValue delimits it
+// (a length-delimited value with its length), and the rest of b.
+func nextField(b []byte) (protowire.Number, protowire.Type, []byte, []byte, error) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 {
+		return 0, 0, nil, nil, protowire.ParseError(n)
+	}
+	b = b[n:]
+	if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+		return 0, 0, nil, nil, protowire.ParseError(n)
+	}
+	return num, typ, b[:n], b[n:], nil
+}
+
+// contents is what a length-delimited value nextField gave holds.
+func contents(v []byte) []byte {
+	c, _ := protowire.ConsumeBytes(v) // delimited by nextField already
+	return c
+}
+
 // decodeProto reads message b into out as the JSON decoding pruned to k
 // would give it (all of it when k is nil).
 func (d *protoDecoder) decodeProto(out map[string]any, b []byte, s protoSchema, k keep) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
+		num, typ, v, rest, err := nextField(b)
+		if err != nil {
+			return err
 		}
-		b = b[n:]
+		b = rest
 		f, known := s.field(num)
 		child, wanted := k[f.name]
 		if !known || k != nil && !wanted {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
 			continue
 		}
-		if f.typ == protoBool {
-			if typ != protowire.VarintType {
-				return fmt.Errorf("field %s: wire type %d, not a varint", f.name, typ)
-			}
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return fmt.Errorf("field %s: %w", f.name, protowire.ParseError(n))
-			}
-			b = b[n:]
-			out[f.name] = v != 0
-			continue
-		}
-		if typ != protowire.BytesType {
-			return fmt.Errorf("field %s: wire type %d, not length-delimited", f.name, typ)
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return fmt.Errorf("field %s: %w", f.name, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if err := d.decodeField(f, out, v, child); err != nil {
+		if err := d.decodeField(f, out, typ, v, child); err != nil {
 			return fmt.Errorf("field %s: %w", f.name, err)
 		}
 	}
@@ -229,8 +227,20 @@ func (d *protoDecoder) decodeProto(out map[string]any, b []byte, s protoSchema, 
 	return nil
 }
 
-// decodeField puts one occurrence of f, v, into out.
-func (d *protoDecoder) decodeField(f protoField, out map[string]any, v []byte, k keep) error {
+// decodeField puts one occurrence of f, v of wire type typ, into out.
+func (d *protoDecoder) decodeField(f protoField, out map[string]any, typ protowire.Type, v []byte, k keep) error {
+	if f.typ == protoBool {
+		if typ != protowire.VarintType {
+			return fmt.Errorf("wire type %d, not a varint", typ)
+		}
+		x, _ := protowire.ConsumeVarint(v) // delimited by nextField already
+		out[f.name] = x != 0
+		return nil
+	}
+	if typ != protowire.BytesType {
+		return fmt.Errorf("wire type %d, not length-delimited", typ)
+	}
+	v = contents(v)
 	switch f.typ {
 	case protoString:
 		if len(v) > 0 || !f.omitEmpty {
@@ -276,28 +286,17 @@ func (d *protoDecoder) decodeField(f protoField, out map[string]any, v []byte, k
 // b's.
 func mapEntry(b []byte) (key, value []byte, err error) {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, nil, protowire.ParseError(n)
+		num, typ, v, rest, err := nextField(b)
+		if err != nil {
+			return nil, nil, err
 		}
-		b = b[n:]
-		if (num == 1 || num == 2) && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, nil, protowire.ParseError(n)
-			}
-			b = b[n:]
-			if num == 1 {
-				key = v
-			} else {
-				value = v
-			}
-			continue
+		b = rest
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			key = contents(v)
+		case num == 2 && typ == protowire.BytesType:
+			value = contents(v)
 		}
-		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-			return nil, nil, protowire.ParseError(n)
-		}
-		b = b[n:]
 	}
 	return key, value, nil
 }
@@ -500,30 +499,17 @@ func decodeProtoItems(p *protoStream, s protoSchema, k keep, visit func(*unstruc
 func decodeListMeta(b []byte) (listMeta, error) {
 	var meta listMeta
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return listMeta{}, protowire.ParseError(n)
+		num, typ, v, rest, err := nextField(b)
+		if err != nil {
+			return listMeta{}, err
 		}
-		b = b[n:]
+		b = rest
 		switch {
 		case num == 3 && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return listMeta{}, protowire.ParseError(n)
-			}
-			meta.Continue, b = string(v), b[n:]
+			meta.Continue = string(contents(v))
 		case num == 4 && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return listMeta{}, protowire.ParseError(n)
-			}
-			count := int64(v)
-			meta.RemainingItemCount, b = &count, b[n:]
-		default:
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return listMeta{}, protowire.ParseError(n)
-			}
-			b = b[n:]
+			count, _ := protowire.ConsumeVarint(v)
+			meta.RemainingItemCount = ptr.To(int64(count))
 		}
 	}
 	return meta, nil

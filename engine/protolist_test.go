@@ -28,27 +28,31 @@ import (
 	workload "relabel.dev/relabel/unstructured"
 )
 
-// protobufEncode encodes obj as the API server does when asked for
+// encodeProtobuf encodes obj as the API server does when asked for
 // protobuf.
-func protobufEncode(t testing.TB, obj runtime.Object) []byte {
-	t.Helper()
+func encodeProtobuf(obj runtime.Object) ([]byte, error) {
 	info, ok := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
 	if !ok {
-		t.Fatal("no protobuf serializer")
+		return nil, errors.New("no protobuf serializer")
 	}
 	var buf bytes.Buffer
-	if err := info.Serializer.Encode(obj, &buf); err != nil {
+	err := info.Serializer.Encode(obj, &buf)
+	return buf.Bytes(), err
+}
+
+func protobufEncode(t testing.TB, obj runtime.Object) []byte {
+	t.Helper()
+	b, err := encodeProtobuf(obj)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	return b
 }
 
 func protobufStatus(status *metav1.Status) []byte {
 	status.APIVersion, status.Kind = "v1", "Status"
-	info, _ := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
-	var buf bytes.Buffer
-	_ = info.Serializer.Encode(status, &buf)
-	return buf.Bytes()
+	b, _ := encodeProtobuf(status)
+	return b
 }
 
 // protobufList is a fake's JSON list page as protobuf, when its path is
@@ -68,12 +72,8 @@ func protobufList(path string, body []byte) ([]byte, bool) {
 	if err := json.Unmarshal(body, list); err != nil {
 		return nil, false // not of the type: the API server would hold no such object
 	}
-	info, _ := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
-	var buf bytes.Buffer
-	if err := info.Serializer.Encode(list, &buf); err != nil {
-		return nil, false
-	}
-	return buf.Bytes(), true
+	b, err := encodeProtobuf(list)
+	return b, err == nil
 }
 
 // protoObjects are objects of the three built-in kinds with every field the
