@@ -309,6 +309,7 @@ func TestAudit(t *testing.T) {
 // the API server's audit log.
 func TestAuditNamespaceAtATime(t *testing.T) {
 	c := testcluster.Get(t)
+	installCRDs(t, c) // auditObjects hold a Rollout
 	var namespaces []string
 	for range 3 {
 		ns := c.Namespace(t)
@@ -405,6 +406,7 @@ spec:
 // findings; the responses' content types show protobuf was read.
 func TestAuditProtobufAgreesWithJSON(t *testing.T) {
 	c := testcluster.Get(t)
+	installCRDs(t, c) // auditObjects hold a Rollout
 	ns := c.Namespace(t)
 	c.ApplyYAML(t, ns, []byte(auditObjects))
 	c.ApplyYAML(t, ns, []byte(protobufObjects))
